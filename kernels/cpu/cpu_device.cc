@@ -1,0 +1,1 @@
+// Placeholder until the CPU device lands (same session).

@@ -1,0 +1,1 @@
+// Placeholder until the CUDA device lands (same session).

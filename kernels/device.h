@@ -1,0 +1,164 @@
+// The Device interface: memory, copies and the kernel table that the forward pass is written
+// against once (DESIGN.md §3). Implementations: CpuDevice (kernels/cpu) and CudaDevice
+// (kernels/cuda). Kernel parameters are plain structs with the tensor layout documented at each
+// field (FlashInfer style); every pointer lives in this device's memory.
+//
+// Threading: a Device is driven by one thread at a time (the engine thread); kernels may use
+// internal worker threads (OpenMP on the CPU). Allocate/Free are thread-safe.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "common/dtype.h"
+#include "common/status.h"
+
+namespace strata::kernels {
+
+// A block of device memory. Freed when destroyed.
+class Buffer {
+ public:
+  virtual ~Buffer() = default;
+  virtual void* data() = 0;
+  virtual size_t size_bytes() const = 0;
+  template <typename T>
+  T* as() { return static_cast<T*>(data()); }
+};
+
+// A row-major matrix [rows, cols] of `dtype`, e.g. an nn.Linear weight [out_features, in].
+struct MatrixView {
+  const void* data = nullptr;
+  DType dtype = DType::kF32;
+  int64_t rows = 0;
+  int64_t cols = 0;
+};
+
+// c[m, n] (+)= a[m, k] * b[n, k]^T (+ bias[n]).  This is nn.Linear: b is the weight.
+struct GemmParams {
+  const float* a = nullptr;     // [m, k] activations, row-major, f32
+  MatrixView b;                 // [n, k] weight (rows = n, cols = k), F32/F16/BF16
+  const float* bias = nullptr;  // [n] or null
+  float* c = nullptr;           // [m, n] row-major, f32
+  int64_t m = 0;
+  bool accumulate = false;      // c += result instead of c = result (fuses residual adds)
+};
+
+// out[t, :] = x[t, :] / rms(x[t, :]) * weight  (LlamaRMSNorm, computed in f32).
+struct RmsNormParams {
+  const float* x = nullptr;       // [num_tokens, hidden]
+  const float* weight = nullptr;  // [hidden]
+  float* out = nullptr;           // [num_tokens, hidden]; may alias x
+  int64_t num_tokens = 0;
+  int64_t hidden = 0;
+  float eps = 1e-5f;
+};
+
+// Rotary embedding in the Hugging Face rotate_half convention: dims (j, j + head_dim/2) pair up,
+// angle = position * inv_freq[j]. In place on q and k.
+struct RopeParams {
+  float* q = nullptr;                // [num_tokens, num_q_heads, head_dim]
+  float* k = nullptr;                // [num_tokens, num_kv_heads, head_dim]
+  const int32_t* positions = nullptr;  // [num_tokens] host-visible on CPU, device memory on CUDA
+  const float* inv_freq = nullptr;   // [head_dim / 2], scaling (e.g. llama3) already applied
+  int64_t num_tokens = 0;
+  int32_t num_q_heads = 0;
+  int32_t num_kv_heads = 0;
+  int32_t head_dim = 0;
+};
+
+// Paged KV pool layout shared by WriteKv and PagedAttention. A page holds block_size tokens of
+// one layer's K and V (DESIGN.md §5):
+//   pool: [num_pages, 2 (K then V), block_size, num_kv_heads, head_dim], f32.
+struct KvPoolView {
+  float* pool = nullptr;
+  int32_t num_pages = 0;
+  int32_t block_size = 0;
+  int32_t num_kv_heads = 0;
+  int32_t head_dim = 0;
+};
+
+// Stores new tokens' K and V into their slots: slot = page * block_size + offset_in_page.
+struct WriteKvParams {
+  const float* k = nullptr;           // [num_tokens, num_kv_heads, head_dim]
+  const float* v = nullptr;           // [num_tokens, num_kv_heads, head_dim]
+  const int64_t* slots = nullptr;     // [num_tokens]
+  int64_t num_tokens = 0;
+  KvPoolView kv;
+};
+
+// Causal grouped-query attention over paged KV for a variable-length batch of sequences. Sequence
+// s owns query rows [query_start[s], query_start[s+1]); those are its last tokens, so query row
+// i of s sits at position context_lens[s] - (query_start[s+1] - query_start[s]) + i and attends
+// to KV positions [0, that position]. Its KV (already written, new tokens included) is found
+// through block_tables[s * max_blocks_per_seq + logical_block].
+struct PagedAttentionParams {
+  const float* q = nullptr;              // [num_tokens, num_q_heads, head_dim], RoPE applied
+  float* out = nullptr;                  // [num_tokens, num_q_heads, head_dim]
+  KvPoolView kv;
+  const int32_t* query_start = nullptr;  // [num_seqs + 1]
+  const int32_t* context_lens = nullptr; // [num_seqs]
+  const int32_t* block_tables = nullptr; // [num_seqs, max_blocks_per_seq] page ids
+  int32_t num_seqs = 0;
+  int32_t max_blocks_per_seq = 0;
+  int32_t num_q_heads = 0;
+  float scale = 1.0f;                    // usually 1/sqrt(head_dim)
+};
+
+// out[t, i] = silu(gate[t, i]) * up[t, i].
+struct SwiGluParams {
+  const float* gate = nullptr;  // [num_tokens, intermediate]
+  const float* up = nullptr;    // [num_tokens, intermediate]
+  float* out = nullptr;         // [num_tokens, intermediate]; may alias gate
+  int64_t num_tokens = 0;
+  int64_t intermediate = 0;
+};
+
+// out[t, :] = table[ids[t], :] converted to f32.
+struct EmbeddingParams {
+  MatrixView table;              // [vocab, hidden]
+  const int32_t* ids = nullptr;  // [num_tokens]; every id < table.rows (checked by the caller)
+  float* out = nullptr;          // [num_tokens, hidden]
+  int64_t num_tokens = 0;
+};
+
+// y += x, elementwise.
+struct AddParams {
+  const float* x = nullptr;
+  float* y = nullptr;
+  int64_t n = 0;
+};
+
+class Device {
+ public:
+  virtual ~Device() = default;
+
+  virtual std::string name() const = 0;  // "cpu", "cuda:0"
+  // Memory on this device (CPU: 64-byte aligned host memory), zero-initialised.
+  virtual absl::StatusOr<std::unique_ptr<Buffer>> Allocate(size_t bytes) = 0;
+  virtual absl::Status CopyToDevice(void* dst, const void* host_src, size_t bytes) = 0;
+  virtual absl::Status CopyToHost(void* host_dst, const void* src, size_t bytes) = 0;
+  // Waits until all work queued on this device finished.
+  virtual absl::Status Synchronize() = 0;
+
+  virtual absl::Status Gemm(const GemmParams& p) = 0;
+  virtual absl::Status RmsNorm(const RmsNormParams& p) = 0;
+  virtual absl::Status Rope(const RopeParams& p) = 0;
+  virtual absl::Status WriteKv(const WriteKvParams& p) = 0;
+  virtual absl::Status PagedAttention(const PagedAttentionParams& p) = 0;
+  virtual absl::Status SwiGlu(const SwiGluParams& p) = 0;
+  virtual absl::Status Embedding(const EmbeddingParams& p) = 0;
+  virtual absl::Status Add(const AddParams& p) = 0;
+};
+
+struct CpuDeviceConfig {
+  int threads = 0;  // worker threads for kernels and GEMM; 0 = all cores
+};
+
+// Factories. MakeCudaDevice returns Unavailable when Strata was built without CUDA or no GPU is
+// present, with the reason in the message.
+absl::StatusOr<std::unique_ptr<Device>> MakeCpuDevice(const CpuDeviceConfig& config);
+absl::StatusOr<std::unique_ptr<Device>> MakeCudaDevice(int ordinal);
+
+}  // namespace strata::kernels
