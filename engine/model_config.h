@@ -41,6 +41,9 @@ struct ModelConfig {
   RopeScaling rope_scaling;
   bool tie_word_embeddings = false;
   bool qkv_bias = false;         // Qwen2 family: q/k/v projections carry a bias
+  // Mistral/Qwen2 "sliding_window" when in effect (Qwen2 also needs use_sliding_window: true);
+  // 0: full attention. Recorded only: the executor decides whether it honours it.
+  int64_t sliding_window = 0;
   int64_t bos_token_id = -1;     // -1: none
   std::vector<int64_t> eos_token_ids;  // config.json eos_token_id (int or list)
   DType dtype = DType::kF32;     // torch_dtype, informational: tensors carry their own dtype

@@ -29,8 +29,9 @@ struct ModelWeights {
   std::vector<float> final_norm;     // [hidden]
   std::vector<LayerWeights> layers;
 
-  // 128-bit fingerprint of the weights (XXH3 over tensor names, shapes, dtypes and the
-  // safetensors headers; synthetic: over preset name and seed). Feeds prefix-cache seeds.
+  // 128-bit fingerprint of the weights (XXH3-128 over every tensor's name, dtype and shape in
+  // name order plus its first and last 4 KiB of data, so it is cheap and independent of how the
+  // files are sharded; synthetic: over preset name and seed). Feeds prefix-cache seeds.
   uint64_t fingerprint_hi = 0;
   uint64_t fingerprint_lo = 0;
   int64_t total_bytes = 0;  // bytes of all matrices as stored
@@ -45,5 +46,13 @@ struct ModelWeights {
 // converted to F32 once at load (the CPU GEMM has no f16 path); F32 and BF16 stay mapped.
 // Errors name the file and the problem; nothing partial is returned.
 absl::StatusOr<ModelWeights> LoadWeights(const std::string& dir, const ModelConfig& config);
+
+// A model folder read in one call: `dir`/config.json, then its weights.
+struct LoadedModel {
+  std::string dir;
+  ModelConfig config;
+  ModelWeights weights;
+};
+absl::StatusOr<LoadedModel> LoadModelFiles(const std::string& dir);
 
 }  // namespace strata::engine

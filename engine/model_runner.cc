@@ -1,0 +1,226 @@
+#include "engine/model_runner.h"
+
+#include <cmath>
+
+namespace strata::engine {
+
+using kernels::Buffer;
+
+absl::Status RunnerConfig::Validate() const {
+  if (max_batch_tokens <= 0) return absl::InvalidArgumentError("max_batch_tokens must be > 0");
+  if (max_num_seqs <= 0) return absl::InvalidArgumentError("max_num_seqs must be > 0");
+  if (max_logit_rows <= 0) return absl::InvalidArgumentError("max_logit_rows must be > 0");
+  if (num_kv_pages <= 0) return absl::InvalidArgumentError("num_kv_pages must be > 0");
+  if (block_size <= 0) return absl::InvalidArgumentError("block_size must be > 0");
+  if (max_model_len < 0) return absl::InvalidArgumentError("max_model_len must be >= 0");
+  return absl::OkStatus();
+}
+
+ModelRunner::ModelRunner(kernels::Device* device, const ModelConfig& config,
+                         const ModelWeights& weights, const RunnerConfig& rc)
+    : device_(device), config_(config), weights_(weights), rc_(rc) {
+  if (rc_.max_model_len == 0) rc_.max_model_len = config.max_position_embeddings;
+  layout_ = kvcache::KvLayout{.num_layers = static_cast<int32_t>(config.num_layers),
+                              .num_kv_heads = static_cast<int32_t>(config.num_kv_heads),
+                              .head_dim = static_cast<int32_t>(config.head_dim),
+                              .block_size = rc.block_size};
+  q_dim_ = config.num_heads * config.head_dim;
+  kv_dim_ = config.num_kv_heads * config.head_dim;
+}
+
+absl::StatusOr<std::unique_ptr<ModelRunner>> ModelRunner::Create(kernels::Device* device,
+                                                                 const ModelConfig& config,
+                                                                 const ModelWeights& weights,
+                                                                 const RunnerConfig& rc) {
+  RETURN_IF_ERROR(rc.Validate());
+  RETURN_IF_ERROR(config.Validate());
+  std::unique_ptr<ModelRunner> runner(new ModelRunner(device, config, weights, rc));
+  RETURN_IF_ERROR(runner->layout_.Validate());
+  RETURN_IF_ERROR(runner->Init());
+  return runner;
+}
+
+absl::StatusOr<std::unique_ptr<Buffer>> ModelRunner::Upload(std::span<const float> host) {
+  if (host.empty()) return std::unique_ptr<Buffer>();
+  ASSIGN_OR_RETURN(auto buf, device_->Allocate(host.size_bytes()));
+  RETURN_IF_ERROR(device_->CopyToDevice(buf->data(), host.data(), host.size_bytes()));
+  return buf;
+}
+
+absl::Status ModelRunner::Init() {
+  const int64_t t = rc_.max_batch_tokens, h = config_.hidden_size;
+  const int64_t inter = config_.intermediate_size, vocab = config_.vocab_size;
+  auto alloc = [&](std::unique_ptr<Buffer>* out, size_t bytes) -> absl::Status {
+    ASSIGN_OR_RETURN(*out, device_->Allocate(bytes));
+    return absl::OkStatus();
+  };
+  RETURN_IF_ERROR(alloc(&x_, t * h * 4));
+  RETURN_IF_ERROR(alloc(&xn_, t * h * 4));
+  RETURN_IF_ERROR(alloc(&q_, t * q_dim_ * 4));
+  RETURN_IF_ERROR(alloc(&k_, t * kv_dim_ * 4));
+  RETURN_IF_ERROR(alloc(&v_, t * kv_dim_ * 4));
+  RETURN_IF_ERROR(alloc(&attn_, t * q_dim_ * 4));
+  RETURN_IF_ERROR(alloc(&gate_, t * inter * 4));
+  RETURN_IF_ERROR(alloc(&up_, t * inter * 4));
+  RETURN_IF_ERROR(alloc(&rows_, rc_.max_logit_rows * h * 4));
+  RETURN_IF_ERROR(alloc(&logits_, rc_.max_logit_rows * vocab * 4));
+  RETURN_IF_ERROR(alloc(&kv_arena_, static_cast<size_t>(rc_.num_kv_pages) * layout_.PageBytes()));
+  const int64_t layers = config_.num_layers, seqs = rc_.max_num_seqs;
+  RETURN_IF_ERROR(alloc(&token_ids_, t * 4));
+  RETURN_IF_ERROR(alloc(&positions_, t * 4));
+  RETURN_IF_ERROR(alloc(&query_start_, (seqs + 1) * 4));
+  RETURN_IF_ERROR(alloc(&context_lens_, seqs * 4));
+  RETURN_IF_ERROR(alloc(&block_tables_, layers * seqs * max_blocks_per_seq() * 4));
+  RETURN_IF_ERROR(alloc(&slots_, layers * t * 8));
+  RETURN_IF_ERROR(alloc(&logit_rows_, rc_.max_logit_rows * 4));
+  std::vector<float> inv_freq = RopeInvFreq(config_);
+  ASSIGN_OR_RETURN(inv_freq_, Upload(inv_freq));
+  ASSIGN_OR_RETURN(final_norm_, Upload(weights_.final_norm));
+  layers_.resize(layers);
+  for (int64_t l = 0; l < layers; ++l) {
+    const LayerWeights& w = weights_.layers[l];
+    DeviceLayer& d = layers_[l];
+    ASSIGN_OR_RETURN(d.input_norm, Upload(w.input_norm));
+    ASSIGN_OR_RETURN(d.post_norm, Upload(w.post_attention_norm));
+    ASSIGN_OR_RETURN(d.q_bias, Upload(w.q_bias));
+    ASSIGN_OR_RETURN(d.k_bias, Upload(w.k_bias));
+    ASSIGN_OR_RETURN(d.v_bias, Upload(w.v_bias));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ModelRunner::CheckBatch(const BatchInput& b) const {
+  const int64_t n = static_cast<int64_t>(b.token_ids.size());
+  const int64_t seqs = static_cast<int64_t>(b.context_lens.size());
+  const int64_t layers = config_.num_layers;
+  auto bad = [](std::string_view what) {
+    return absl::InvalidArgumentError(StrCat("forward batch: ", what));
+  };
+  if (n == 0 || n > rc_.max_batch_tokens) return bad("token count out of range");
+  if (seqs == 0 || seqs > rc_.max_num_seqs) return bad("sequence count out of range");
+  if (static_cast<int64_t>(b.positions.size()) != n) return bad("positions size");
+  if (static_cast<int64_t>(b.query_start.size()) != seqs + 1) return bad("query_start size");
+  if (b.query_start[0] != 0 || b.query_start[seqs] != n) return bad("query_start bounds");
+  if (b.max_blocks_per_seq <= 0 || b.max_blocks_per_seq > max_blocks_per_seq()) {
+    return bad("max_blocks_per_seq out of range");
+  }
+  if (static_cast<int64_t>(b.block_tables.size()) != layers * seqs * b.max_blocks_per_seq) {
+    return bad("block_tables size");
+  }
+  if (static_cast<int64_t>(b.slots.size()) != layers * n) return bad("slots size");
+  if (b.logit_rows.size() > static_cast<size_t>(rc_.max_logit_rows)) return bad("too many rows");
+  for (int32_t id : b.token_ids) {
+    if (id < 0 || id >= config_.vocab_size) {
+      return absl::InvalidArgumentError(
+          StrCat("token id ", id, " is outside the vocabulary [0, ", config_.vocab_size, ")"));
+    }
+  }
+  for (int64_t s = 0; s < seqs; ++s) {
+    int32_t q = b.query_start[s + 1] - b.query_start[s];
+    if (q < 0 || b.context_lens[s] < q || b.context_lens[s] > rc_.max_model_len ||
+        layout_.BlocksFor(b.context_lens[s]) > b.max_blocks_per_seq) {
+      return bad("sequence lengths");
+    }
+  }
+  for (int32_t r : b.logit_rows) {
+    if (r < 0 || r >= n) return bad("logit row out of range");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ModelRunner::UploadBatch(const BatchInput& b) {
+  auto up = [&](const std::unique_ptr<Buffer>& dst, const auto& span) {
+    return device_->CopyToDevice(dst->data(), span.data(), span.size_bytes());
+  };
+  RETURN_IF_ERROR(up(token_ids_, b.token_ids));
+  RETURN_IF_ERROR(up(positions_, b.positions));
+  RETURN_IF_ERROR(up(query_start_, b.query_start));
+  RETURN_IF_ERROR(up(context_lens_, b.context_lens));
+  RETURN_IF_ERROR(up(block_tables_, b.block_tables));
+  RETURN_IF_ERROR(up(slots_, b.slots));
+  if (!b.logit_rows.empty()) RETURN_IF_ERROR(up(logit_rows_, b.logit_rows));
+  return absl::OkStatus();
+}
+
+absl::Status ModelRunner::Forward(const BatchInput& batch, std::span<float> logits) {
+  RETURN_IF_ERROR(CheckBatch(batch));
+  const int64_t n = static_cast<int64_t>(batch.token_ids.size());
+  const int32_t seqs = static_cast<int32_t>(batch.context_lens.size());
+  if (logits.size() < batch.logit_rows.size() * config_.vocab_size) {
+    return absl::InvalidArgumentError("forward: logits buffer too small");
+  }
+  RETURN_IF_ERROR(UploadBatch(batch));
+  RETURN_IF_ERROR(device_->Embedding({.table = weights_.embed_tokens,
+                                      .ids = token_ids_->as<int32_t>(),
+                                      .out = F(x_),
+                                      .num_tokens = n}));
+  for (int32_t l = 0; l < config_.num_layers; ++l) {
+    RETURN_IF_ERROR(RunLayer(l, n, seqs, batch.max_blocks_per_seq));
+  }
+  return Logits(n, batch.logit_rows, logits);
+}
+
+absl::Status ModelRunner::RunLayer(int32_t l, int64_t n, int32_t seqs, int32_t max_blocks) {
+  const float eps = static_cast<float>(config_.rms_norm_eps);
+  const int64_t h = config_.hidden_size;
+  RETURN_IF_ERROR(device_->RmsNorm({.x = F(x_), .weight = F(layers_[l].input_norm),
+                                    .out = F(xn_), .num_tokens = n, .hidden = h, .eps = eps}));
+  RETURN_IF_ERROR(Attention(l, n, seqs, max_blocks));
+  RETURN_IF_ERROR(device_->RmsNorm({.x = F(x_), .weight = F(layers_[l].post_norm),
+                                    .out = F(xn_), .num_tokens = n, .hidden = h, .eps = eps}));
+  return Mlp(l, n);
+}
+
+absl::Status ModelRunner::Attention(int32_t l, int64_t n, int32_t seqs, int32_t max_blocks) {
+  const LayerWeights& w = weights_.layers[l];
+  const DeviceLayer& d = layers_[l];
+  RETURN_IF_ERROR(device_->Gemm({.a = F(xn_), .b = w.q_proj, .bias = F(d.q_bias), .c = F(q_), .m = n}));
+  RETURN_IF_ERROR(device_->Gemm({.a = F(xn_), .b = w.k_proj, .bias = F(d.k_bias), .c = F(k_), .m = n}));
+  RETURN_IF_ERROR(device_->Gemm({.a = F(xn_), .b = w.v_proj, .bias = F(d.v_bias), .c = F(v_), .m = n}));
+  RETURN_IF_ERROR(device_->Rope({.q = F(q_), .k = F(k_), .positions = positions_->as<int32_t>(),
+                                 .inv_freq = F(inv_freq_), .num_tokens = n,
+                                 .num_q_heads = static_cast<int32_t>(config_.num_heads),
+                                 .num_kv_heads = layout_.num_kv_heads,
+                                 .head_dim = layout_.head_dim}));
+  const kernels::KvPoolView kv{.pool = F(kv_arena_), .num_pages = rc_.num_kv_pages,
+                               .block_size = layout_.block_size,
+                               .num_kv_heads = layout_.num_kv_heads,
+                               .head_dim = layout_.head_dim};
+  RETURN_IF_ERROR(device_->WriteKv({.k = F(k_), .v = F(v_),
+                                    .slots = slots_->as<int64_t>() + l * n,
+                                    .num_tokens = n, .kv = kv}));
+  const int32_t* tables = block_tables_->as<int32_t>() + static_cast<int64_t>(l) * seqs * max_blocks;
+  RETURN_IF_ERROR(device_->PagedAttention(
+      {.q = F(q_), .out = F(attn_), .kv = kv, .query_start = query_start_->as<int32_t>(),
+       .context_lens = context_lens_->as<int32_t>(), .block_tables = tables, .num_seqs = seqs,
+       .max_blocks_per_seq = max_blocks, .num_q_heads = static_cast<int32_t>(config_.num_heads),
+       .scale = 1.0f / std::sqrt(static_cast<float>(config_.head_dim))}));
+  // The residual add is fused into the output projection.
+  return device_->Gemm({.a = F(attn_), .b = w.o_proj, .c = F(x_), .m = n, .accumulate = true});
+}
+
+absl::Status ModelRunner::Mlp(int32_t l, int64_t n) {
+  const LayerWeights& w = weights_.layers[l];
+  RETURN_IF_ERROR(device_->Gemm({.a = F(xn_), .b = w.gate_proj, .c = F(gate_), .m = n}));
+  RETURN_IF_ERROR(device_->Gemm({.a = F(xn_), .b = w.up_proj, .c = F(up_), .m = n}));
+  RETURN_IF_ERROR(device_->SwiGlu({.gate = F(gate_), .up = F(up_), .out = F(gate_),
+                                   .num_tokens = n, .intermediate = config_.intermediate_size}));
+  return device_->Gemm({.a = F(gate_), .b = w.down_proj, .c = F(x_), .m = n, .accumulate = true});
+}
+
+absl::Status ModelRunner::Logits(int64_t n, std::span<const int32_t> rows, std::span<float> out) {
+  if (rows.empty()) return absl::OkStatus();
+  const int64_t h = config_.hidden_size, r = static_cast<int64_t>(rows.size());
+  // Gather the wanted rows of the residual stream (Embedding over it is a row gather), then
+  // norm and project only those: the lm_head is the biggest GEMM of a decode step.
+  RETURN_IF_ERROR(device_->Embedding(
+      {.table = {.data = F(x_), .dtype = DType::kF32, .rows = n, .cols = h},
+       .ids = logit_rows_->as<int32_t>(), .out = F(rows_), .num_tokens = r}));
+  RETURN_IF_ERROR(device_->RmsNorm({.x = F(rows_), .weight = F(final_norm_), .out = F(rows_),
+                                    .num_tokens = r, .hidden = h,
+                                    .eps = static_cast<float>(config_.rms_norm_eps)}));
+  RETURN_IF_ERROR(device_->Gemm({.a = F(rows_), .b = weights_.lm_head, .c = F(logits_), .m = r}));
+  return device_->CopyToHost(out.data(), logits_->data(), r * config_.vocab_size * 4);
+}
+
+}  // namespace strata::engine

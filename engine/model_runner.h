@@ -1,0 +1,107 @@
+// ModelRunner: the transformer forward pass, written once against the Device kernel table
+// (DESIGN.md §3), over a variable-length batch whose KV lives in a paged arena.
+//
+// It owns the device-side workspaces (activations sized for max_batch_tokens), the KV arena
+// (num_kv_pages pages of KvLayout), and device copies of the small weight vectors. Page ids are
+// handed out elsewhere (kvcache::PagePool); the runner only turns them into offsets. Big weight
+// matrices are used in place (memory-mapped) on the CPU device.
+//
+// Called by one thread (the engine thread, or the CLI generator); not thread-safe.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "common/status.h"
+#include "engine/model_config.h"
+#include "engine/weights.h"
+#include "kernels/device.h"
+#include "kvcache/kv_layout.h"
+
+namespace strata::engine {
+
+struct RunnerConfig {
+  int64_t max_batch_tokens = 2048;  // most tokens one Forward may carry
+  int32_t max_num_seqs = 64;        // most sequences one Forward may carry
+  int32_t max_logit_rows = 64;      // most rows whose logits one Forward may return
+  int32_t num_kv_pages = 0;         // pages in the device KV arena
+  int32_t block_size = 16;          // tokens per page
+  int64_t max_model_len = 0;        // longest sequence (positions); 0 = the model's maximum
+
+  absl::Status Validate() const;
+};
+
+// One step's batch, in host memory. Sequence s owns token rows [query_start[s], query_start[s+1]),
+// which are its newest tokens; after the step its KV holds context_lens[s] tokens.
+struct BatchInput {
+  std::span<const int32_t> token_ids;     // [num_tokens]
+  std::span<const int32_t> positions;     // [num_tokens]
+  std::span<const int32_t> query_start;   // [num_seqs + 1]
+  std::span<const int32_t> context_lens;  // [num_seqs]
+  int32_t max_blocks_per_seq = 0;
+  std::span<const int32_t> block_tables;  // [num_layers, num_seqs, max_blocks_per_seq] page ids
+  std::span<const int64_t> slots;         // [num_layers, num_tokens] where each new K/V goes
+  std::span<const int32_t> logit_rows;    // token rows whose next-token logits are wanted
+};
+
+class ModelRunner {
+ public:
+  // `device`, `config` and `weights` must outlive the runner.
+  static absl::StatusOr<std::unique_ptr<ModelRunner>> Create(kernels::Device* device,
+                                                             const ModelConfig& config,
+                                                             const ModelWeights& weights,
+                                                             const RunnerConfig& runner_config);
+
+  // Runs the batch and writes logits [logit_rows.size(), vocab] into `logits` (host memory).
+  // Input shapes and token ids are checked; a bad batch is InvalidArgument and changes nothing.
+  absl::Status Forward(const BatchInput& batch, std::span<float> logits);
+
+  const kvcache::KvLayout& kv_layout() const { return layout_; }
+  const RunnerConfig& runner_config() const { return rc_; }
+  int64_t max_blocks_per_seq() const { return layout_.BlocksFor(rc_.max_model_len); }
+  int64_t vocab_size() const { return config_.vocab_size; }
+
+ private:
+  struct DeviceLayer {  // device copies of one layer's small vectors; may be empty
+    std::unique_ptr<kernels::Buffer> input_norm, post_norm, q_bias, k_bias, v_bias;
+  };
+  ModelRunner(kernels::Device* device, const ModelConfig& config, const ModelWeights& weights,
+              const RunnerConfig& rc);
+  absl::Status Init();
+  absl::StatusOr<std::unique_ptr<kernels::Buffer>> Upload(std::span<const float> host);
+  absl::Status CheckBatch(const BatchInput& batch) const;
+  absl::Status UploadBatch(const BatchInput& batch);
+  absl::Status RunLayer(int32_t layer, int64_t num_tokens, int32_t num_seqs,
+                        int32_t max_blocks_per_seq);
+  absl::Status Attention(int32_t layer, int64_t num_tokens, int32_t num_seqs,
+                         int32_t max_blocks_per_seq);
+  absl::Status Mlp(int32_t layer, int64_t num_tokens);
+  absl::Status Logits(int64_t num_tokens, std::span<const int32_t> rows, std::span<float> out);
+  float* F(const std::unique_ptr<kernels::Buffer>& b) { return b ? b->as<float>() : nullptr; }
+
+  kernels::Device* device_;
+  const ModelConfig& config_;
+  const ModelWeights& weights_;
+  RunnerConfig rc_;
+  kvcache::KvLayout layout_;
+  int64_t q_dim_ = 0, kv_dim_ = 0;  // heads * head_dim
+
+  // Device workspaces; shapes for T = max_batch_tokens.
+  std::unique_ptr<kernels::Buffer> x_;        // [T, hidden] residual stream
+  std::unique_ptr<kernels::Buffer> xn_;       // [T, hidden] normed
+  std::unique_ptr<kernels::Buffer> q_, k_, v_;  // [T, q_dim], [T, kv_dim], [T, kv_dim]
+  std::unique_ptr<kernels::Buffer> attn_;     // [T, q_dim]
+  std::unique_ptr<kernels::Buffer> gate_, up_;  // [T, intermediate]
+  std::unique_ptr<kernels::Buffer> rows_;     // [max_logit_rows, hidden] gathered final states
+  std::unique_ptr<kernels::Buffer> logits_;   // [max_logit_rows, vocab]
+  std::unique_ptr<kernels::Buffer> kv_arena_;  // [num_kv_pages, page elements]
+  // Device copies of the batch description.
+  std::unique_ptr<kernels::Buffer> token_ids_, positions_, query_start_, context_lens_;
+  std::unique_ptr<kernels::Buffer> block_tables_, slots_, logit_rows_;
+  std::unique_ptr<kernels::Buffer> inv_freq_, final_norm_;
+  std::vector<DeviceLayer> layers_;
+};
+
+}  // namespace strata::engine

@@ -1,0 +1,22 @@
+// The CPU backend's non-GEMM kernels as free functions over the param structs of
+// kernels/device.h, each running on `threads` OpenMP threads (>= 1). They validate what is cheap
+// to validate (shapes, page ids, slots) and return InvalidArgument naming the problem instead of
+// touching memory out of bounds. Stateless; any thread.
+#pragma once
+
+#include "common/status.h"
+#include "kernels/device.h"
+
+namespace strata::kernels::cpu {
+
+absl::Status RmsNorm(const RmsNormParams& p, int threads);
+absl::Status Rope(const RopeParams& p, int threads);
+absl::Status SwiGlu(const SwiGluParams& p, int threads);
+absl::Status Embedding(const EmbeddingParams& p, int threads);
+absl::Status Add(const AddParams& p, int threads);
+
+// cpu_attention.cc
+absl::Status WriteKv(const WriteKvParams& p, int threads);
+absl::Status PagedAttention(const PagedAttentionParams& p, int threads);
+
+}  // namespace strata::kernels::cpu

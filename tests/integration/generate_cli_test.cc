@@ -1,0 +1,86 @@
+// Runs the real `strata generate` binary as a user would and checks what it prints.
+#include <gtest/gtest.h>
+
+#include <array>
+#include <cstdio>
+#include <filesystem>
+#include <string>
+
+#include "common/file.h"
+#include "common/json.h"
+
+namespace {
+
+const std::string kBinary = STRATA_BINARY_DIR "/bin/strata";
+const std::string kModelDir = STRATA_SOURCE_DIR "/../shared/models/stories260k";
+
+struct RunResult {
+  int exit_code;
+  std::string stdout_text;
+  std::string stderr_text;
+};
+
+RunResult Run(const std::string& args) {
+  std::string err_file = std::filesystem::temp_directory_path() /
+                         ("strata_cli_" + std::to_string(::getpid()) + ".err");
+  std::string cmd = kBinary + " " + args + " 2>" + err_file;
+  RunResult r;
+  FILE* pipe = ::popen(cmd.c_str(), "r");
+  std::array<char, 4096> buf;
+  size_t n;
+  while ((n = std::fread(buf.data(), 1, buf.size(), pipe)) > 0) r.stdout_text.append(buf.data(), n);
+  int status = ::pclose(pipe);
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  r.stderr_text = strata::ReadFile(err_file).value_or("");
+  std::filesystem::remove(err_file);
+  return r;
+}
+
+TEST(GenerateCliTest, GreedyContinuationOfStories260kMatchesReference) {
+  if (!strata::FileExists(kModelDir)) GTEST_SKIP() << kModelDir << " is absent";
+  auto ref = strata::ParseJson(*strata::ReadFile(kModelDir + "/reference.json"), "reference");
+  const auto& p = (*ref)["prompts"][0];
+  RunResult r = Run("generate --model " + kModelDir + " --prompt '" +
+                    p["prompt"].get<std::string>() + "' --max-tokens 48 --temperature 0");
+  ASSERT_EQ(r.exit_code, 0) << r.stderr_text;
+  EXPECT_EQ(r.stdout_text, p["continuation_text"].get<std::string>() + "\n");
+  EXPECT_NE(r.stderr_text.find("prompt tokens: 5, generated tokens: 48"), std::string::npos)
+      << r.stderr_text;
+  EXPECT_NE(r.stderr_text.find("decode:"), std::string::npos);
+  EXPECT_NE(r.stderr_text.find("tok/s"), std::string::npos);
+}
+
+TEST(GenerateCliTest, SeededSamplingIsReproducibleAndSeedsDiffer) {
+  if (!strata::FileExists(kModelDir)) GTEST_SKIP() << kModelDir << " is absent";
+  std::string base = "generate --model " + kModelDir +
+                     " --prompt 'The dog' --max-tokens 40 --temperature 1.0 --top-p 0.95 --seed ";
+  RunResult a = Run(base + "7"), b = Run(base + "7"), c = Run(base + "8");
+  ASSERT_EQ(a.exit_code, 0) << a.stderr_text;
+  EXPECT_EQ(a.stdout_text, b.stdout_text);
+  EXPECT_NE(a.stdout_text, c.stdout_text);
+}
+
+TEST(GenerateCliTest, SyntheticModelSaysItsOutputIsMeaningless) {
+  RunResult r = Run("generate --model synthetic:tiny --prompt hello --max-tokens 8");
+  ASSERT_EQ(r.exit_code, 0) << r.stderr_text;
+  EXPECT_NE(r.stderr_text.find("meaningless"), std::string::npos) << r.stderr_text;
+  EXPECT_NE(r.stderr_text.find("generated tokens: 8"), std::string::npos) << r.stderr_text;
+}
+
+TEST(GenerateCliTest, BadInputGivesAClearErrorAndExitCode) {
+  RunResult missing = Run("generate --model /nonexistent/model --prompt hi");
+  EXPECT_EQ(missing.exit_code, 1);
+  EXPECT_NE(missing.stderr_text.find("/nonexistent/model"), std::string::npos)
+      << missing.stderr_text;
+  RunResult flag = Run("generate --model synthetic:tiny --prompt hi --bogus 1");
+  EXPECT_EQ(flag.exit_code, 2);
+  EXPECT_NE(flag.stderr_text.find("unknown flag --bogus"), std::string::npos);
+  RunResult top_p = Run("generate --model synthetic:tiny --prompt hi --top-p 1.5");
+  EXPECT_EQ(top_p.exit_code, 1);
+  EXPECT_NE(top_p.stderr_text.find("top_p"), std::string::npos) << top_p.stderr_text;
+  RunResult preset = Run("generate --model synthetic:nope --prompt hi");
+  EXPECT_EQ(preset.exit_code, 1);
+  EXPECT_NE(preset.stderr_text.find("tiny"), std::string::npos) << preset.stderr_text;
+}
+
+}  // namespace
