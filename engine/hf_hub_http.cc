@@ -55,6 +55,12 @@ class Progress {
                Mib(static_cast<int64_t>(rate)));
     }
   }
+  // Draws the final state (a terminal would otherwise be left at the last throttled redraw).
+  void Finish(int64_t bytes) {
+    if (!tty_ || !drew_) return;
+    last_ = Clock::time_point();
+    Update(bytes, bytes);
+  }
   ~Progress() {
     if (drew_) std::fputc('\n', stderr);
   }
@@ -248,7 +254,10 @@ absl::Status HubDownload(const std::string& url, const std::string& partial_path
     if (o.rc == CURLE_OK && o.status >= 200 && o.status < 300) {
       if (!closed) return absl::InternalError(StrCat(partial_path, ": write failed"));
       const int64_t got = FileSize(partial_path);
-      if (expected_bytes < 0 || got == expected_bytes) return absl::OkStatus();
+      if (expected_bytes < 0 || got == expected_bytes) {
+        progress.Finish(got);
+        return absl::OkStatus();
+      }
       if (got < expected_bytes && attempt < opts.max_attempts) continue;  // Resume the rest.
       std::remove(partial_path.c_str());
       return absl::DataLossError(StrCat("GET ", url, ": got ", got, " bytes, expected ",

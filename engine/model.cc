@@ -1,5 +1,7 @@
 #include "engine/model.h"
 
+#include <algorithm>
+
 #include "common/logging.h"
 #include "engine/synthetic.h"
 
@@ -23,6 +25,14 @@ absl::StatusOr<std::unique_ptr<Model>> LoadSynthetic(const std::string& spec, ui
 }
 
 }  // namespace
+
+std::vector<int32_t> Model::EosIds() const {
+  std::vector<int32_t> ids = tokenizer->eos_ids();
+  for (int64_t id : config.eos_token_ids) {
+    if (std::find(ids.begin(), ids.end(), id) == ids.end()) ids.push_back(static_cast<int32_t>(id));
+  }
+  return ids;
+}
 
 absl::StatusOr<std::unique_ptr<Model>> LoadModel(const std::string& spec,
                                                  const ModelLoadOptions& options) {

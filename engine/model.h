@@ -22,6 +22,10 @@ struct Model {
   ModelConfig config;
   ModelWeights weights;
   std::unique_ptr<Tokenizer> tokenizer;
+
+  // End-of-sequence ids: the tokenizer's (tokenizer_config.json) and config.json's eos_token_id,
+  // merged without duplicates (Llama 3 instruct lists several; either file may lack them).
+  std::vector<int32_t> EosIds() const;
 };
 
 struct ModelLoadOptions {

@@ -125,6 +125,14 @@ absl::Status ModelRunner::CheckBatch(const BatchInput& b) const {
   for (int32_t r : b.logit_rows) {
     if (r < 0 || r >= n) return bad("logit row out of range");
   }
+  // Page ids come from the engine's PagePool, but a wrong one would write outside the arena.
+  const int64_t num_slots = static_cast<int64_t>(rc_.num_kv_pages) * layout_.block_size;
+  for (int64_t slot : b.slots) {
+    if (slot < 0 || slot >= num_slots) return bad("KV slot outside the arena");
+  }
+  for (int32_t page : b.block_tables) {
+    if (page < 0 || page >= rc_.num_kv_pages) return bad("page id outside the arena");
+  }
   return absl::OkStatus();
 }
 

@@ -86,33 +86,55 @@ size_t CountToMass(std::span<Candidate> c, double target) {
   }
 }
 
-// Zeroes every weight outside the top-p nucleus: vLLM/HF keep a token iff the mass of the tokens
-// more likely than it is below top_p. A histogram of mass per bucket finds the bucket where the
-// nucleus ends, so only that bucket's members are ordered, not the vocabulary.
-void KeepNucleus(std::span<float> weights, double top_p) {
+// Where the top-p nucleus ends: every weight above `below` is in, up to and including the edge
+// range (below, top], whose members must be ordered to find how many of them the nucleus takes
+// (`target` less `mass_above`, the mass of everything above `top`).
+struct NucleusEdge {
+  float below = 0.0f;
+  float top = std::numeric_limits<float>::infinity();
+  double mass_above = 0.0;
+  double target = 0.0;
+};
+
+// A histogram of mass per bucket finds the edge bucket, so only its members are ordered later,
+// not the vocabulary.
+NucleusEdge FindNucleusEdge(std::span<const float> weights, double top_p) {
+  NucleusEdge e;
+  if (weights.size() <= kNumBuckets) {  // ordering them all is cheaper than the histogram
+    double total = 0.0;
+    for (float w : weights) total += w;
+    e.target = (top_p - kTopPSlack) * total;
+    return e;
+  }
   std::array<double, kNumBuckets> bucket_mass{};
   for (float w : weights) {
     if (w > 0.0f) bucket_mass[WeightBucket(w)] += w;
   }
   double total = 0.0;
   for (double m : bucket_mass) total += m;
-  const double target = (top_p - kTopPSlack) * total;
-  double above = 0.0;
+  e.target = (top_p - kTopPSlack) * total;
   size_t edge = 0;
-  while (edge + 1 < kNumBuckets && above + bucket_mass[edge] < target) above += bucket_mass[edge++];
-  // The edge bucket is the weight range (below, top]; buckets past it are zeroed in one
-  // vectorised pass, and only the edge bucket's members are collected.
-  const float below =
-      std::bit_cast<float>(kOneBits - static_cast<uint32_t>((edge + 1) << kBucketShift));
-  const float top =
-      edge == 0 ? std::numeric_limits<float>::infinity()
-                : std::bit_cast<float>(kOneBits - static_cast<uint32_t>(edge << kBucketShift));
+  while (edge + 1 < kNumBuckets && e.mass_above + bucket_mass[edge] < e.target) {
+    e.mass_above += bucket_mass[edge++];
+  }
+  e.below = std::bit_cast<float>(kOneBits - static_cast<uint32_t>((edge + 1) << kBucketShift));
+  if (edge > 0)
+    e.top = std::bit_cast<float>(kOneBits - static_cast<uint32_t>(edge << kBucketShift));
+  return e;
+}
+
+// Zeroes every weight outside the top-p nucleus: vLLM/HF keep a token iff the mass of the tokens
+// more likely than it is below top_p.
+void KeepNucleus(std::span<float> weights, double top_p) {
+  const NucleusEdge edge = FindNucleusEdge(weights, top_p);
+  const float below = edge.below;
+  const float top = edge.top;
   float* w = weights.data();
   const int64_t n = static_cast<int64_t>(weights.size());
 #pragma omp simd
   for (int64_t i = 0; i < n; ++i) w[i] = w[i] > below ? w[i] : 0.0f;
-  // Branch-free compaction: membership is unpredictable, so every element is written and the
-  // count advances only for members.
+  // Collects the edge range's members. Branch-free: membership is unpredictable, so every
+  // element is written and the count advances only for members.
   thread_local std::vector<Candidate> scratch;
   if (scratch.size() < weights.size()) scratch.resize(weights.size());
   size_t num_members = 0;
@@ -122,7 +144,7 @@ void KeepNucleus(std::span<float> weights, double top_p) {
   }
   if (num_members == 0) return;
   const std::span<Candidate> members(scratch.data(), num_members);
-  const size_t keep = CountToMass(members, target - above);
+  const size_t keep = CountToMass(members, edge.target - edge.mass_above);
   for (size_t j = keep; j < members.size(); ++j) weights[members[j].id] = 0.0f;
 }
 

@@ -153,28 +153,27 @@ void FillRange(void* out, DType dtype, int64_t begin, int64_t end, uint64_t stre
   }
 }
 
-// Allocates every tensor first and fills them all in one parallel loop at the end: one OpenMP
-// region for the whole model instead of one per tensor, whose barriers cost more than a small
-// tensor's fill on a busy machine.
+// Declares every tensor first, then allocates and fills them all in one OpenMP region: page
+// faults of the allocations (most of the cost) spread over the threads too, and one region
+// avoids a barrier per tensor, which costs more than a small tensor's fill on a busy machine.
 class WeightBuilder {
  public:
   explicit WeightBuilder(ModelWeights& weights) : weights_(weights) {}
 
-  // A [rows, cols] matrix (nn.Linear [out, in]) with std 1/sqrt(cols), owned by the weights.
-  kernels::MatrixView Matrix(DType dtype, int64_t rows, int64_t cols, uint64_t stream) {
-    const int64_t bytes = rows * cols * static_cast<int64_t>(DTypeSize(dtype));
-    // Views point into the inner buffers, which stay put when `owned` itself reallocates.
-    std::vector<uint8_t>& buffer = weights_.owned.emplace_back(static_cast<size_t>(bytes));
-    jobs_.push_back({buffer.data(), dtype, rows * cols, stream,
-                     BoundForStd(1.0f / std::sqrt(static_cast<float>(cols)))});
-    weights_.total_bytes += bytes;
-    return {.data = buffer.data(), .dtype = dtype, .rows = rows, .cols = cols};
+  // Declares `view` as a [rows, cols] matrix (nn.Linear [out, in]) with std 1/sqrt(cols) in a
+  // buffer of weights.owned; its data pointer is set by Fill().
+  // REQUIRES: *view stays where it is until Fill().
+  void Matrix(kernels::MatrixView* view, DType dtype, int64_t rows, int64_t cols, uint64_t stream) {
+    *view = {.data = nullptr, .dtype = dtype, .rows = rows, .cols = cols};
+    const float bound = BoundForStd(1.0f / std::sqrt(static_cast<float>(cols)));
+    jobs_.push_back({view, nullptr, dtype, rows * cols, stream, bound});
+    weights_.total_bytes += rows * cols * static_cast<int64_t>(DTypeSize(dtype));
   }
 
-  // REQUIRES: `bias` outlives Fill() and is not resized before it.
+  // REQUIRES: `bias` is not destroyed or resized before Fill().
   void Bias(std::vector<float>& bias, int64_t n, uint64_t stream) {
     bias.resize(static_cast<size_t>(n));
-    jobs_.push_back({bias.data(), DType::kF32, n, stream, BoundForStd(kBiasStd)});
+    jobs_.push_back({nullptr, bias.data(), DType::kF32, n, stream, BoundForStd(kBiasStd)});
   }
 
   void Fill() {
@@ -182,19 +181,36 @@ class WeightBuilder {
     for (size_t j = 0; j < jobs_.size(); ++j) {
       for (int64_t begin = 0; begin < jobs_[j].n; begin += kFillChunk) chunks.push_back({j, begin});
     }
+    const size_t first_buffer = weights_.owned.size();
+    weights_.owned.resize(first_buffer + jobs_.size());
+    const int64_t num_jobs = static_cast<int64_t>(jobs_.size());
     const int64_t num_chunks = static_cast<int64_t>(chunks.size());
-#pragma omp parallel for schedule(dynamic)
-    for (int64_t c = 0; c < num_chunks; ++c) {
-      const Job& job = jobs_[chunks[c].first];
-      const int64_t begin = chunks[c].second;
-      FillRange(job.out, job.dtype, begin, std::min(job.n, begin + kFillChunk), job.stream,
-                job.bound);
+#pragma omp parallel
+    {
+#pragma omp for schedule(dynamic)
+      for (int64_t j = 0; j < num_jobs; ++j) {
+        Job& job = jobs_[j];
+        if (job.view == nullptr) continue;
+        std::vector<uint8_t>& buffer = weights_.owned[first_buffer + j];
+        buffer.resize(static_cast<size_t>(job.n) * DTypeSize(job.dtype));
+        job.out = buffer.data();
+        job.view->data = buffer.data();
+      }
+#pragma omp for schedule(dynamic)
+      for (int64_t c = 0; c < num_chunks; ++c) {
+        const Job& job = jobs_[chunks[c].first];
+        const int64_t begin = chunks[c].second;
+        FillRange(job.out, job.dtype, begin, std::min(job.n, begin + kFillChunk), job.stream,
+                  job.bound);
+      }
     }
+    std::erase_if(weights_.owned, [](const std::vector<uint8_t>& b) { return b.empty(); });
   }
 
  private:
   struct Job {
-    void* out;
+    kernels::MatrixView* view;  // matrices: allocated in weights.owned by Fill()
+    void* out;                  // biases: their own storage
     DType dtype;
     int64_t n;
     uint64_t stream;
@@ -204,23 +220,27 @@ class WeightBuilder {
   std::vector<Job> jobs_;
 };
 
-LayerWeights MakeLayer(const ModelConfig& c, uint64_t seed, int64_t layer, WeightBuilder& b) {
+void DeclareLayer(const ModelConfig& c, uint64_t seed, int64_t layer, LayerWeights& l,
+                  WeightBuilder& b) {
   const uint64_t base = kFirstLayerTensor + static_cast<uint64_t>(layer) * kTensorsPerLayer;
   auto stream = [&](LayerSlot slot) { return TensorStream(seed, base + slot); };
   const int64_t q_dim = c.num_heads * c.head_dim;
   const int64_t kv_dim = c.num_kv_heads * c.head_dim;
   const int64_t h = c.hidden_size;
-  LayerWeights l;
-  l.q_proj = b.Matrix(c.dtype, q_dim, h, stream(kQ));
-  l.k_proj = b.Matrix(c.dtype, kv_dim, h, stream(kK));
-  l.v_proj = b.Matrix(c.dtype, kv_dim, h, stream(kV));
-  l.o_proj = b.Matrix(c.dtype, h, q_dim, stream(kO));
-  l.gate_proj = b.Matrix(c.dtype, c.intermediate_size, h, stream(kGate));
-  l.up_proj = b.Matrix(c.dtype, c.intermediate_size, h, stream(kUp));
-  l.down_proj = b.Matrix(c.dtype, h, c.intermediate_size, stream(kDown));
+  b.Matrix(&l.q_proj, c.dtype, q_dim, h, stream(kQ));
+  b.Matrix(&l.k_proj, c.dtype, kv_dim, h, stream(kK));
+  b.Matrix(&l.v_proj, c.dtype, kv_dim, h, stream(kV));
+  b.Matrix(&l.o_proj, c.dtype, h, q_dim, stream(kO));
+  b.Matrix(&l.gate_proj, c.dtype, c.intermediate_size, h, stream(kGate));
+  b.Matrix(&l.up_proj, c.dtype, c.intermediate_size, h, stream(kUp));
+  b.Matrix(&l.down_proj, c.dtype, h, c.intermediate_size, stream(kDown));
+  if (c.qkv_bias) {
+    b.Bias(l.q_bias, q_dim, stream(kQBias));
+    b.Bias(l.k_bias, kv_dim, stream(kKBias));
+    b.Bias(l.v_bias, kv_dim, stream(kVBias));
+  }
   l.input_norm.assign(static_cast<size_t>(h), 1.0f);
   l.post_attention_norm.assign(static_cast<size_t>(h), 1.0f);
-  return l;
 }
 
 void Fingerprint(std::string_view preset, uint64_t seed, ModelWeights& weights) {
@@ -232,12 +252,14 @@ void Fingerprint(std::string_view preset, uint64_t seed, ModelWeights& weights) 
 }
 
 std::string Describe(std::string_view preset, uint64_t seed, const ModelConfig& c) {
+  const double params = static_cast<double>(c.NumParameters());
+  const std::string size = params >= 1e9 ? absl::StrFormat("%.2fB", params * 1e-9)
+                                         : absl::StrFormat("%.1fM", params * 1e-6);
   return absl::StrFormat(
-      "synthetic:%s (seed %d): random %s weights in %s shapes (%.2fB parameters, %d layers, "
+      "synthetic:%s (seed %d): random %s weights in %s shapes (%s parameters, %d layers, "
       "hidden %d, vocab %d); its output is meaningless text",
       std::string(preset), seed, std::string(DTypeName(c.dtype)),
-      std::string(ArchitectureName(c.arch)), static_cast<double>(c.NumParameters()) * 1e-9,
-      c.num_layers, c.hidden_size, c.vocab_size);
+      std::string(ArchitectureName(c.arch)), size, c.num_layers, c.hidden_size, c.vocab_size);
 }
 
 }  // namespace
@@ -264,25 +286,18 @@ absl::StatusOr<SyntheticModel> MakeSyntheticModel(std::string_view preset, uint6
   const ModelConfig& c = model.config;
   ModelWeights& w = model.weights;
   WeightBuilder builder(w);
-  w.embed_tokens =
-      builder.Matrix(c.dtype, c.vocab_size, c.hidden_size, TensorStream(seed, kEmbedTensor));
-  w.lm_head = c.tie_word_embeddings ? w.embed_tokens
-                                    : builder.Matrix(c.dtype, c.vocab_size, c.hidden_size,
-                                                     TensorStream(seed, kLmHeadTensor));
-  w.layers.reserve(static_cast<size_t>(c.num_layers));  // the biases' buffers must not move
-  for (int64_t layer = 0; layer < c.num_layers; ++layer) {
-    w.layers.push_back(MakeLayer(c, seed, layer, builder));
+  builder.Matrix(&w.embed_tokens, c.dtype, c.vocab_size, c.hidden_size,
+                 TensorStream(seed, kEmbedTensor));
+  if (!c.tie_word_embeddings) {
+    builder.Matrix(&w.lm_head, c.dtype, c.vocab_size, c.hidden_size,
+                   TensorStream(seed, kLmHeadTensor));
   }
-  if (c.qkv_bias) {
-    for (int64_t layer = 0; layer < c.num_layers; ++layer) {
-      const uint64_t base = kFirstLayerTensor + static_cast<uint64_t>(layer) * kTensorsPerLayer;
-      LayerWeights& l = w.layers[layer];
-      builder.Bias(l.q_bias, c.num_heads * c.head_dim, TensorStream(seed, base + kQBias));
-      builder.Bias(l.k_bias, c.num_kv_heads * c.head_dim, TensorStream(seed, base + kKBias));
-      builder.Bias(l.v_bias, c.num_kv_heads * c.head_dim, TensorStream(seed, base + kVBias));
-    }
+  w.layers.resize(static_cast<size_t>(c.num_layers));  // never resized again: views stay put
+  for (int64_t layer = 0; layer < c.num_layers; ++layer) {
+    DeclareLayer(c, seed, layer, w.layers[layer], builder);
   }
   builder.Fill();
+  if (c.tie_word_embeddings) w.lm_head = w.embed_tokens;
   w.final_norm.assign(static_cast<size_t>(c.hidden_size), 1.0f);
   Fingerprint(preset, seed, w);
   model.description = Describe(preset, seed, c);

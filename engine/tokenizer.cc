@@ -243,7 +243,8 @@ int64_t Tokenizer::Impl::MatchAt(std::string_view text, size_t pos, size_t floor
     *begin = pos;
     *end = pos + t.content.size();
     if (t.single_word) {
-      const bool word_before = *begin > 0 && IsWordChar(DecodeUtf8(text, PrevCharStart(text, *begin)));
+      const bool word_before =
+          *begin > 0 && IsWordChar(DecodeUtf8(text, PrevCharStart(text, *begin)));
       const bool word_after = *end < text.size() && IsWordChar(DecodeUtf8(text, *end));
       if (word_before || word_after) continue;
     }
@@ -312,8 +313,8 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromJsonText(std::string_v
     return Invalid(what, "missing 'model' object");
   }
   auto type = model->find("type");
-  const bool is_bpe = type == model->end() ? model->contains("merges")
-                                           : (type->is_string() && *type == "BPE");
+  const bool is_bpe =
+      type == model->end() ? model->contains("merges") : (type->is_string() && *type == "BPE");
   if (!is_bpe) {
     return Invalid(what, StrCat("model type ", type == model->end() ? "(none)" : type->dump(),
                                 " is not supported (only BPE)"));
@@ -326,7 +327,8 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromJsonText(std::string_v
   auto impl = std::make_unique<Impl>();
   ASSIGN_OR_RETURN(impl->bpe, BpeModel::FromJson(*model, what));
   impl->vocab_size = impl->bpe->num_ids();
-  if (!member("added_tokens").is_null()) RETURN_IF_ERROR(impl->AddTokens(member("added_tokens"), what));
+  if (!member("added_tokens").is_null())
+    RETURN_IF_ERROR(impl->AddTokens(member("added_tokens"), what));
   ASSIGN_OR_RETURN(impl->normalizer, Normalizer::FromJson(member("normalizer"), what));
   ASSIGN_OR_RETURN(impl->pre_tokenizer, PreTokenizer::FromJson(member("pre_tokenizer"), what));
   ASSIGN_OR_RETURN(impl->decoder, Decoder::FromJson(member("decoder"), what));
@@ -356,8 +358,8 @@ std::unique_ptr<Tokenizer> Tokenizer::Synthetic(int64_t vocab_size) {
     impl->added_by_id[id] = impl->added.size();
     impl->added.push_back(AddedToken{id, id == 256 ? "<s>" : "</s>", /*special=*/true});
   }
-  const Json byte_level_pre = {{"type", "ByteLevel"}, {"add_prefix_space", false},
-                               {"use_regex", false}};
+  const Json byte_level_pre = {
+      {"type", "ByteLevel"}, {"add_prefix_space", false}, {"use_regex", false}};
   impl->pre_tokenizer = PreTokenizer::FromJson(byte_level_pre, "synthetic").value();
   impl->decoder = Decoder::FromJson(Json{{"type", "ByteLevel"}}, "synthetic").value();
   impl->prefix_ids = {256};
@@ -492,10 +494,10 @@ std::string IncrementalDecoder::EmitAndSlide(const std::string& text) {
   if (text.compare(0, cut, prefix_text_) != 0) {
     // The new token changed earlier text (only when the window began with a character cut in
     // two): emit from the first difference, on a character boundary.
-    cut = std::mismatch(text.begin(), text.begin() + std::min(text.size(), cut),
-                        prefix_text_.begin())
-              .first -
-          text.begin();
+    cut =
+        std::mismatch(text.begin(), text.begin() + std::min(text.size(), cut), prefix_text_.begin())
+            .first -
+        text.begin();
     while (cut > 0 && (static_cast<uint8_t>(text[cut]) & 0xC0) == 0x80) --cut;
   }
   std::string chunk = text.substr(std::min(cut, text.size()));

@@ -5,7 +5,8 @@
 //     Fuse/Strip;
 //   * byte-level (Llama 3, Qwen2): a Split pre-tokenizer with the model's regex (matched by hand,
 //     see tokenizer_regex.h) and GPT-2's byte <-> unicode alphabet, decoder ByteLevel.
-// Encode: split the text on added tokens (longest match, special or not, as tokenizers does),
+// Encode: split the text on added tokens (longest match, special or not, as tokenizers does;
+// matched on the raw text even when marked "normalized": true, which Llama/Qwen files never do),
 // normalize and pre-tokenize each remaining segment, BPE each word (merges by rank), then add the
 // bos/eos the tokenizer_config.json asks for (add_bos_token / add_eos_token) or, without those
 // keys, what the post_processor template adds.
@@ -37,9 +38,9 @@ class Tokenizer {
   // The same from file contents: `what` names tokenizer.json in errors, `config_what` the
   // config (defaults to "<what> (tokenizer_config.json)"). An empty config_json means none.
   static absl::StatusOr<std::unique_ptr<Tokenizer>> FromJsonText(std::string_view json,
-                                                                  std::string_view config_json,
-                                                                  std::string_view what,
-                                                                  std::string_view config_what = {});
+                                                                 std::string_view config_json,
+                                                                 std::string_view what,
+                                                                 std::string_view config_what = {});
   // For synthetic: models (no files). ids 0..255: one per byte; 256 "<s>" (bos), 257 "</s>"
   // (eos), ids >= 258 decode to " w<id>". Encode maps each byte of the text to its id (a literal
   // "<s>" in the text stays bytes); add_special_tokens prepends bos.

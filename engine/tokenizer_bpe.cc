@@ -14,8 +14,7 @@ absl::Status Invalid(std::string_view what, std::string_view problem) {
 }
 
 uint64_t PairKey(int32_t left, int32_t right) {
-  return (static_cast<uint64_t>(static_cast<uint32_t>(left)) << 32) |
-         static_cast<uint32_t>(right);
+  return (static_cast<uint64_t>(static_cast<uint32_t>(left)) << 32) | static_cast<uint32_t>(right);
 }
 
 // An id we can index a vector with: real vocabularies are dense, so a vocabulary whose ids are
@@ -133,9 +132,8 @@ absl::Status BpeModel::AddMerge(std::string_view left, std::string_view right, i
   std::optional<int32_t> r = TokenToId(right);
   std::string merged = StrCat(left, right);
   std::optional<int32_t> m = TokenToId(merged);
-  for (auto [token, id] : {std::pair<std::string_view, std::optional<int32_t>>{left, l},
-                           {right, r},
-                           {merged, m}}) {
+  for (auto [token, id] :
+       {std::pair<std::string_view, std::optional<int32_t>>{left, l}, {right, r}, {merged, m}}) {
     if (!id) {
       return Invalid(what, StrCat("model.merges[", rank, "] ('", left, "' + '", right,
                                   "') refers to '", token, "', which is not in the vocab"));

@@ -57,8 +57,9 @@ absl::StatusOr<std::pair<bool, std::string>> ParsePattern(const Json& json,
       }
     }
   }
-  return Invalid(what, StrCat(section, ": key 'pattern': expected {\"String\": ...} or "
-                                       "{\"Regex\": ...}"));
+  return Invalid(what, StrCat(section,
+                              ": key 'pattern': expected {\"String\": ...} or "
+                              "{\"Regex\": ...}"));
 }
 
 std::string ReplaceAll(std::string_view s, std::string_view from, std::string_view to) {
@@ -163,6 +164,56 @@ absl::StatusOr<char32_t> SingleChar(const std::string& s, std::string_view field
   return Invalid(what, StrCat(field, ": expected a single character, got '", s, "'"));
 }
 
+// tokenizers' ByteFallback: a run of <0xNN> tokens becomes its bytes when they are valid UTF-8,
+// else one U+FFFD per token.
+void FuseByteFallbackRuns(std::vector<std::string>* tokens) {
+  std::vector<std::string> out;
+  std::string bytes;
+  size_t num_bytes = 0;
+  auto flush = [&]() {
+    if (num_bytes == 0) return;
+    if (IsValidUtf8(bytes)) {
+      out.push_back(bytes);
+    } else {
+      for (size_t i = 0; i < num_bytes; ++i) out.emplace_back("\xEF\xBF\xBD");
+    }
+    bytes.clear();
+    num_bytes = 0;
+  };
+  for (std::string& t : *tokens) {
+    const int b = ByteFallbackValue(t);
+    if (b >= 0) {
+      bytes.push_back(static_cast<char>(b));
+      ++num_bytes;
+    } else {
+      flush();
+      out.push_back(std::move(t));
+    }
+  }
+  flush();
+  tokens->swap(out);
+}
+
+// tokenizers' ByteLevel decoder: each token's characters map back to bytes (a token with a
+// character outside the alphabet, such as an added "\n\n", contributes its own bytes), then the
+// bytes become text the way from_utf8_lossy does it.
+std::string ByteLevelToText(const std::vector<std::string>& tokens) {
+  std::string bytes;
+  for (const std::string& t : tokens) {
+    std::string mapped;
+    bool all_mapped = true;
+    for (size_t pos = 0; pos < t.size() && all_mapped;) {
+      Utf8Unit u = DecodeUtf8(t, pos);
+      const int b = u.valid ? CodePointToByte(u.code_point) : -1;
+      all_mapped = b >= 0;
+      mapped.push_back(static_cast<char>(b));
+      pos += u.length_bytes;
+    }
+    bytes.append(all_mapped ? mapped : t);
+  }
+  return Utf8Lossy(bytes);
+}
+
 }  // namespace
 
 int ByteFallbackValue(std::string_view token) {
@@ -214,11 +265,11 @@ absl::Status Normalizer::Parse(const Json& json, std::string_view what, std::vec
     }
     if (pattern.second.empty()) return Invalid(what, "normalizer Replace: empty pattern");
     ASSIGN_OR_RETURN(std::string content, JsonString(json, "content", field_what));
-    steps->push_back(Step{Kind::kReplace, std::move(pattern.second), std::move(content),
-                          NormalForm::kNfc});
+    steps->push_back(
+        Step{Kind::kReplace, std::move(pattern.second), std::move(content), NormalForm::kNfc});
   } else if (type == "NFC" || type == "NFD" || type == "NFKC" || type == "NFKD") {
-    const NormalForm form = type == "NFC"   ? NormalForm::kNfc
-                            : type == "NFD" ? NormalForm::kNfd
+    const NormalForm form = type == "NFC"    ? NormalForm::kNfc
+                            : type == "NFD"  ? NormalForm::kNfd
                             : type == "NFKC" ? NormalForm::kNfkc
                                              : NormalForm::kNfkd;
     steps->push_back(Step{Kind::kUnicode, "", "", form});
@@ -319,8 +370,8 @@ absl::StatusOr<PreTokenizer::Step> PreTokenizer::ParseMetaspace(const Json& json
   ASSIGN_OR_RETURN(bool add_prefix_space,
                    JsonOptionalBool(json, "add_prefix_space", true, field_what));
   ASSIGN_OR_RETURN(std::string scheme,
-                   JsonOptionalString(json, "prepend_scheme",
-                                      add_prefix_space ? "always" : "never", field_what));
+                   JsonOptionalString(json, "prepend_scheme", add_prefix_space ? "always" : "never",
+                                      field_what));
   if (scheme == "always") {
     step.prepend = Prepend::kAlways;
   } else if (scheme == "first") {
@@ -392,8 +443,8 @@ void PreTokenizer::ApplyStep(const Step& step, std::string_view piece, bool at_t
     }
     case Kind::kMetaspace: {
       std::string text = ReplaceAll(piece, " ", step.text);
-      const bool prepend = step.prepend == Prepend::kAlways ||
-                           (step.prepend == Prepend::kFirst && at_text_start);
+      const bool prepend =
+          step.prepend == Prepend::kAlways || (step.prepend == Prepend::kFirst && at_text_start);
       if (prepend && text.compare(0, step.text.size(), step.text) != 0) {
         text.insert(0, step.text);
       }
@@ -495,36 +546,9 @@ void Decoder::ApplyStep(const Step& step, std::vector<std::string>* tokens_ptr) 
     case Kind::kReplace:
       for (std::string& t : tokens) t = ReplaceAll(t, step.from, step.to);
       return;
-    case Kind::kByteFallback: {
-      // A run of <0xNN> tokens becomes its bytes when they are valid UTF-8, else one U+FFFD
-      // per token (tokenizers' ByteFallback).
-      std::vector<std::string> out;
-      std::string bytes;
-      size_t num_bytes = 0;
-      auto flush = [&]() {
-        if (num_bytes == 0) return;
-        if (IsValidUtf8(bytes)) {
-          out.push_back(bytes);
-        } else {
-          for (size_t i = 0; i < num_bytes; ++i) out.emplace_back("\xEF\xBF\xBD");
-        }
-        bytes.clear();
-        num_bytes = 0;
-      };
-      for (std::string& t : tokens) {
-        const int b = ByteFallbackValue(t);
-        if (b >= 0) {
-          bytes.push_back(static_cast<char>(b));
-          ++num_bytes;
-        } else {
-          flush();
-          out.push_back(std::move(t));
-        }
-      }
-      flush();
-      tokens.swap(out);
+    case Kind::kByteFallback:
+      FuseByteFallbackRuns(&tokens);
       return;
-    }
     case Kind::kFuse: {
       std::string all;
       for (const std::string& t : tokens) all.append(t);
@@ -548,25 +572,9 @@ void Decoder::ApplyStep(const Step& step, std::vector<std::string>* tokens_ptr) 
         t = t.substr(begin, end - begin);
       }
       return;
-    case Kind::kByteLevel: {
-      // Each token's characters map back to bytes; a token with a character outside the
-      // alphabet (an added token such as "\n\n") contributes its own bytes. Then lossy UTF-8.
-      std::string bytes;
-      for (const std::string& t : tokens) {
-        std::string mapped;
-        bool all_mapped = true;
-        for (size_t pos = 0; pos < t.size() && all_mapped;) {
-          Utf8Unit u = DecodeUtf8(t, pos);
-          const int b = u.valid ? CodePointToByte(u.code_point) : -1;
-          all_mapped = b >= 0;
-          mapped.push_back(static_cast<char>(b));
-          pos += u.length_bytes;
-        }
-        bytes.append(all_mapped ? mapped : t);
-      }
-      tokens.assign(1, Utf8Lossy(bytes));
+    case Kind::kByteLevel:
+      tokens.assign(1, ByteLevelToText(tokens));
       return;
-    }
     case Kind::kMetaspace:
       for (size_t i = 0; i < tokens.size(); ++i) {
         const bool drop = i == 0 && !step.prepend_never;
@@ -605,11 +613,12 @@ absl::StatusOr<SpecialTokensTemplate> SpecialTokensTemplate::FromJson(const Json
       seen_sequence = true;
       continue;
     }
-    const Json* ref = item.is_object() && item.contains("SpecialToken") ? &item["SpecialToken"]
-                                                                         : nullptr;
+    const Json* ref =
+        item.is_object() && item.contains("SpecialToken") ? &item["SpecialToken"] : nullptr;
     if (ref == nullptr || !ref->is_object() || !ref->contains("id") || !(*ref)["id"].is_string()) {
-      return Invalid(what, "post_processor TemplateProcessing: single: expected items "
-                           "{\"SpecialToken\": {\"id\": ...}} or {\"Sequence\": ...}");
+      return Invalid(what,
+                     "post_processor TemplateProcessing: single: expected items "
+                     "{\"SpecialToken\": {\"id\": ...}} or {\"Sequence\": ...}");
     }
     const std::string& name = (*ref)["id"].get_ref<const std::string&>();
     const Json* entry = nullptr;

@@ -56,12 +56,12 @@ class PreTokenizer {
   enum class Prepend { kAlways, kFirst, kNever };
   struct Step {
     Kind kind;
-    SplitPattern pattern = SplitPattern::kGpt2;   // kSplitRegex; kByteLevel with use_regex
-    std::string text{};                           // kSplitString: literal; kMetaspace: replacement
+    SplitPattern pattern = SplitPattern::kGpt2;  // kSplitRegex; kByteLevel with use_regex
+    std::string text{};                          // kSplitString: literal; kMetaspace: replacement
     SplitBehavior behavior = SplitBehavior::kIsolated;
-    bool flag = false;  // kByteLevel: add_prefix_space; kMetaspace: split
-    bool use_regex = false;                       // kByteLevel
-    Prepend prepend = Prepend::kAlways;           // kMetaspace
+    bool flag = false;                   // kByteLevel: add_prefix_space; kMetaspace: split
+    bool use_regex = false;              // kByteLevel
+    Prepend prepend = Prepend::kAlways;  // kMetaspace
   };
   static absl::Status Parse(const Json& json, std::string_view what, std::vector<Step>* steps);
   static absl::StatusOr<Step> ParseSplit(const Json& json, std::string_view what);

@@ -10,9 +10,11 @@ namespace {
 constexpr std::string_view kGpt2Pattern =
     R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+)";
 constexpr std::string_view kLlama3Pattern =
-    R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
+    R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}|)"
+    R"( ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
 constexpr std::string_view kQwen2Pattern =
-    R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
+    R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}|)"
+    R"( ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
 
 // The text as code points with their classes; index n is one past the end. Each method below
 // is one regex construct; a match function returns the end index, or `start` for no match.
@@ -131,9 +133,15 @@ void SplitByPattern(SplitPattern pattern, std::string_view text,
   for (size_t i = 0; i < m.size();) {
     size_t end = i + 1;
     switch (pattern) {
-      case SplitPattern::kGpt2: end = m.MatchGpt2(i); break;
-      case SplitPattern::kLlama3: end = m.MatchLlama3Family(i, 3); break;
-      case SplitPattern::kQwen2: end = m.MatchLlama3Family(i, 1); break;
+      case SplitPattern::kGpt2:
+        end = m.MatchGpt2(i);
+        break;
+      case SplitPattern::kLlama3:
+        end = m.MatchLlama3Family(i, 3);
+        break;
+      case SplitPattern::kQwen2:
+        end = m.MatchLlama3Family(i, 1);
+        break;
     }
     pieces->push_back(text.substr(m.offset(i), m.offset(end) - m.offset(i)));
     i = end;

@@ -38,10 +38,18 @@ const icu::Normalizer2* NormalizerFor(NormalForm form) {
   UErrorCode status = U_ZERO_ERROR;
   const icu::Normalizer2* n = nullptr;
   switch (form) {
-    case NormalForm::kNfc: n = icu::Normalizer2::getNFCInstance(status); break;
-    case NormalForm::kNfd: n = icu::Normalizer2::getNFDInstance(status); break;
-    case NormalForm::kNfkc: n = icu::Normalizer2::getNFKCInstance(status); break;
-    case NormalForm::kNfkd: n = icu::Normalizer2::getNFKDInstance(status); break;
+    case NormalForm::kNfc:
+      n = icu::Normalizer2::getNFCInstance(status);
+      break;
+    case NormalForm::kNfd:
+      n = icu::Normalizer2::getNFDInstance(status);
+      break;
+    case NormalForm::kNfkc:
+      n = icu::Normalizer2::getNFKCInstance(status);
+      break;
+    case NormalForm::kNfkd:
+      n = icu::Normalizer2::getNFKDInstance(status);
+      break;
   }
   return U_SUCCESS(status) ? n : nullptr;
 }
@@ -54,8 +62,8 @@ void AppendNormalizedRun(const icu::Normalizer2* normalizer, std::string_view ru
     return;
   }
   UErrorCode status = U_ZERO_ERROR;
-  icu::UnicodeString src = icu::UnicodeString::fromUTF8(
-      icu::StringPiece(run.data(), static_cast<int32_t>(run.size())));
+  icu::UnicodeString src =
+      icu::UnicodeString::fromUTF8(icu::StringPiece(run.data(), static_cast<int32_t>(run.size())));
   icu::UnicodeString dst = normalizer->normalize(src, status);
   if (U_FAILURE(status)) {
     out->append(run);

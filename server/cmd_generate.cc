@@ -71,7 +71,7 @@ absl::Status Generate(const CliFlags& f) {
   std::vector<int32_t> prompt_ids = model->tokenizer->Encode(*prompt, true);
   engine::IncrementalDecoder decoder(*model->tokenizer, prompt_ids, true);
   engine::GenerateOptions options{.max_tokens = max_tokens, .sampling = sampling,
-                                  .stop_token_ids = model->tokenizer->eos_ids()};
+                                  .stop_token_ids = model->EosIds()};
   ASSIGN_OR_RETURN(auto result, runtime->generator().Generate(prompt_ids, options, [&](int32_t id) {
     std::cout << decoder.Push(id) << std::flush;
     return true;

@@ -211,6 +211,19 @@ TEST(SamplerTest, TopPOverManyEqualTokensGrowsTheNucleus) {
   EXPECT_EQ(*seen.rbegin(), 499);
 }
 
+TEST(SamplerTest, TopPOverALargeFlatVocabularyKeepsTheLowestIdsOfTheEdgeBucket) {
+  // 20000 equal tokens (more than the histogram's buckets, so the histogram path runs and all of
+  // them share its edge bucket): top_p 0.5 keeps exactly ids 0..9999.
+  const std::vector<float> logits(20000, -1.0f);
+  SamplingParams p = Seeded(23);
+  p.top_p = 0.5f;
+  Sampler sampler(p);
+  const std::set<int32_t> seen = Distinct(Draw(sampler, logits, 1000));
+  EXPECT_LT(*seen.begin(), 100);
+  EXPECT_GE(*seen.rbegin(), 9900);
+  EXPECT_LT(*seen.rbegin(), 10000);
+}
+
 TEST(SamplerTest, TopPOnFullVocabularyStaysInsideReferenceNucleus) {
   std::mt19937 gen(3);
   std::normal_distribution<float> normal(0.0f, 3.0f);

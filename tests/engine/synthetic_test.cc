@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <vector>
 
@@ -176,6 +177,7 @@ TEST(SyntheticTest, TinyWeightsHaveTheDocumentedLayoutAndStatistics) {
   }
   EXPECT_THAT(model->description, HasSubstr("synthetic:tiny"));
   EXPECT_THAT(model->description, HasSubstr("meaningless"));
+  std::printf("%s\n", model->description.c_str());
 }
 
 TEST(SyntheticTest, ProjectionsKeepActivationsOrderOne) {

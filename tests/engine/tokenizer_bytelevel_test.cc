@@ -94,13 +94,19 @@ TEST(Llama3TokenizerTest, SpecialTokensInText) {
 TEST(Llama3TokenizerTest, RoundTripsArbitraryUtf8AndInvalidBytes) {
   auto tok = Load("llama3");
   ASSERT_NE(tok, nullptr);
-  for (std::string_view s : {"Hello 🍰 世界 \t\n ünï", "  lead and trail  ", "\r\n\r\n", "👋🏽👨‍👩‍👧",
-                             "I'M 12345678 it'S", "\u00A0\u3000 spaces"}) {
+  for (std::string_view s :
+       {"Hello 🍰 世界 \t\n ünï", "  lead and trail  ", "\r\n\r\n", "👋🏽👨‍👩‍👧",
+        "I'M 12345678 it'S", "\u00A0\u3000 spaces"}) {
     EXPECT_EQ(tok->Decode(tok->Encode(s, true), true), s) << s;
   }
   EXPECT_THAT(tok->Encode("a\xFF", false), ElementsAre('a', 0xFF));
   // Decoding repairs ill-formed bytes the way from_utf8_lossy does.
-  EXPECT_EQ(tok->Decode(tok->Encode("a\xFF" "b\xC3", false), true), "a\uFFFD" "b\uFFFD");
+  EXPECT_EQ(tok->Decode(tok->Encode("a\xFF"
+                                    "b\xC3",
+                                    false),
+                        true),
+            "a\uFFFD"
+            "b\uFFFD");
 }
 
 TEST(Llama3TokenizerTest, IncrementalDecoderHoldsPartialCharacters) {

@@ -1,9 +1,11 @@
 // Pipeline pieces not covered by the Llama 2 / Llama 3 / Qwen2 files: the Metaspace
 // pre-tokenizer and decoder (newer Llama 2 / Mistral files), unk with and without fuse_unk,
 // string Split behaviours, and BPE merge order details, each on a tiny inline tokenizer.json.
+#include <filesystem>
 #include <string>
 #include <vector>
 
+#include "common/file.h"
 #include "engine/tokenizer.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -89,6 +91,22 @@ TEST(TokenizerPipelineTest, NoDecoderJoinsTokensWithSpaces) {
   ASSERT_NE(tok, nullptr);
   EXPECT_EQ(tok->Decode(std::vector<int32_t>{4, 5, 0}, false), "▁a ▁b <unk>");
   EXPECT_EQ(tok->Decode(std::vector<int32_t>{4, 5, 0}, true), "▁a ▁b");
+}
+
+// The fuzz seeds must be valid tokenizers, or the fuzzer mutates mostly rejected input.
+TEST(TokenizerPipelineTest, FuzzSeedCorpusLoads) {
+  const std::string dir = STRATA_SOURCE_DIR "/tests/fuzz/corpus/tokenizer_json_fuzz";
+  int num_seeds = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(dir)) {
+    auto text = ReadFile(entry.path().string());
+    ASSERT_TRUE(text.ok()) << text.status();
+    const size_t nul = text->find('\0');
+    const std::string config = nul == std::string::npos ? "" : text->substr(nul + 1);
+    auto tok = Tokenizer::FromJsonText(text->substr(0, nul), config, entry.path().string());
+    EXPECT_TRUE(tok.ok()) << tok.status();
+    ++num_seeds;
+  }
+  EXPECT_GE(num_seeds, 5);
 }
 
 }  // namespace

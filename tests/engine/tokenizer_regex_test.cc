@@ -15,9 +15,11 @@ namespace {
 using ::testing::ElementsAre;
 
 constexpr std::string_view kLlama3 =
-    R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
+    R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}|)"
+    R"( ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
 constexpr std::string_view kQwen2 =
-    R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
+    R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}|)"
+    R"( ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
 constexpr std::string_view kGpt2 =
     R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+)";
 
@@ -41,9 +43,9 @@ TEST(TokenizerRegexTest, Llama3SplitsTheBriefExample) {
 }
 
 TEST(TokenizerRegexTest, Qwen2TakesOneDigitPerPiece) {
-  EXPECT_THAT(Split(SplitPattern::kQwen2, "Hello world 12345 it's\n\n  x"),
-              ElementsAre("Hello", " world", " ", "1", "2", "3", "4", "5", " it", "'s", "\n\n",
-                          " ", " x"));
+  EXPECT_THAT(
+      Split(SplitPattern::kQwen2, "Hello world 12345 it's\n\n  x"),
+      ElementsAre("Hello", " world", " ", "1", "2", "3", "4", "5", " it", "'s", "\n\n", " ", " x"));
 }
 
 TEST(TokenizerRegexTest, Gpt2KeepsSpaceWithDigitsAndSplitsSpaceRuns) {
@@ -80,12 +82,18 @@ TEST(TokenizerRegexTest, TrailingWhitespaceStaysTogether) {
 
 TEST(TokenizerRegexTest, EmojiAndInvalidBytesAreSymbols) {
   EXPECT_THAT(Split(SplitPattern::kLlama3, "hi 👋!"), ElementsAre("hi", " 👋!"));
-  EXPECT_THAT(Split(SplitPattern::kLlama3, "a\xFF" "b \xC3"),
-              ElementsAre("a", "\xFF" "b", " \xC3"));
+  EXPECT_THAT(Split(SplitPattern::kLlama3,
+                    "a\xFF"
+                    "b \xC3"),
+              ElementsAre("a",
+                          "\xFF"
+                          "b",
+                          " \xC3"));
 }
 
 TEST(TokenizerRegexTest, PiecesAlwaysCoverTheInput) {
-  const std::string text = "  Mixed: tabs\t\t, 1234567 numbers; ünïcödé \xF0\x9F\x8D\xB0\n\r\n end  ";
+  const std::string text =
+      "  Mixed: tabs\t\t, 1234567 numbers; ünïcödé \xF0\x9F\x8D\xB0\n\r\n end  ";
   for (SplitPattern p : {SplitPattern::kGpt2, SplitPattern::kLlama3, SplitPattern::kQwen2}) {
     std::string joined;
     for (const std::string& piece : Split(p, text)) {
@@ -97,8 +105,11 @@ TEST(TokenizerRegexTest, PiecesAlwaysCoverTheInput) {
 }
 
 TEST(TokenizerUnicodeTest, LossyUtf8ReplacesMaximalSubparts) {
-  EXPECT_EQ(Utf8Lossy("a\xFF" "b"), "a\uFFFD" "b");
-  EXPECT_EQ(Utf8Lossy("\xF0\x9F\x8D"), "\uFFFD");          // truncated 4-byte sequence
+  EXPECT_EQ(Utf8Lossy("a\xFF"
+                      "b"),
+            "a\uFFFD"
+            "b");
+  EXPECT_EQ(Utf8Lossy("\xF0\x9F\x8D"), "\uFFFD");              // truncated 4-byte sequence
   EXPECT_EQ(Utf8Lossy("\xED\xA0\x80"), "\uFFFD\uFFFD\uFFFD");  // surrogate: 3 subparts
   EXPECT_EQ(Utf8Lossy("\xC3\xA9\xC3"), "é\uFFFD");
   EXPECT_TRUE(IsValidUtf8("é🍰"));

@@ -26,8 +26,8 @@ class Stories260kTokenizerTest : public ::testing::Test {
     if (!FileExists(kModelDir + "/tokenizer.json")) {
       GTEST_SKIP() << "stories260k not found at " << kModelDir;
     }
-    auto tok = Tokenizer::FromFiles(kModelDir + "/tokenizer.json",
-                                    kModelDir + "/tokenizer_config.json");
+    auto tok =
+        Tokenizer::FromFiles(kModelDir + "/tokenizer.json", kModelDir + "/tokenizer_config.json");
     ASSERT_TRUE(tok.ok()) << tok.status();
     tok_ = std::move(*tok);
   }
@@ -96,10 +96,10 @@ TEST_F(Stories260kTokenizerTest, MatchesReferenceJson) {
 // Expected ids below follow from the vocab and merges: the normalizer turns "x" into "▁x";
 // byte-fallback ids are 3 + the byte value.
 TEST_F(Stories260kTokenizerTest, DigitsAndPunctuation) {
-  EXPECT_THAT(Enc("2"), ElementsAre(410, 479));                  // ▁ 2 (no "▁2" piece)
-  EXPECT_THAT(Enc("123"), ElementsAre(410, 475, 479, 472));      // digits never merge
-  EXPECT_THAT(Enc("Hi!"), ElementsAre(320, 417, 443));           // ▁H i !
-  EXPECT_THAT(Enc("a, b."), ElementsAre(261, 432, 268, 426));    // ▁a , ▁b .
+  EXPECT_THAT(Enc("2"), ElementsAre(410, 479));                // ▁ 2 (no "▁2" piece)
+  EXPECT_THAT(Enc("123"), ElementsAre(410, 475, 479, 472));    // digits never merge
+  EXPECT_THAT(Enc("Hi!"), ElementsAre(320, 417, 443));         // ▁H i !
+  EXPECT_THAT(Enc("a, b."), ElementsAre(261, 432, 268, 426));  // ▁a , ▁b .
 }
 
 TEST_F(Stories260kTokenizerTest, WhitespaceIsKept) {
@@ -112,11 +112,11 @@ TEST_F(Stories260kTokenizerTest, WhitespaceIsKept) {
 }
 
 TEST_F(Stories260kTokenizerTest, UnicodeFallsBackToBytes) {
-  EXPECT_THAT(Enc("é"), ElementsAre(410, 485));                     // in the vocab
-  EXPECT_THAT(Enc("café"), ElementsAre(280, 412, 431, 485));        // ▁c a f é
+  EXPECT_THAT(Enc("é"), ElementsAre(410, 485));               // in the vocab
+  EXPECT_THAT(Enc("café"), ElementsAre(280, 412, 431, 485));  // ▁c a f é
   EXPECT_THAT(Enc("世"), ElementsAre(410, 3 + 0xE4, 3 + 0xB8, 3 + 0x96));
   EXPECT_THAT(Enc("🍰"), ElementsAre(410, 3 + 0xF0, 3 + 0x9F, 3 + 0x8D, 3 + 0xB0));
-  EXPECT_THAT(Enc("a\xFF"), ElementsAre(261, 3 + 0xFF));            // invalid byte
+  EXPECT_THAT(Enc("a\xFF"), ElementsAre(261, 3 + 0xFF));  // invalid byte
 }
 
 TEST_F(Stories260kTokenizerTest, SpecialTokensInText) {
@@ -135,8 +135,7 @@ TEST_F(Stories260kTokenizerTest, DecodeFollowsTheLlamaDecoder) {
   EXPECT_EQ(tok_->Decode(std::vector<int32_t>{1, 261, 13, 430}, true), "a\nb");
   EXPECT_EQ(tok_->Decode(std::vector<int32_t>{1, 261}, false), "<s> a");
   // An incomplete or invalid byte run: one U+FFFD per byte token, as ByteFallback does.
-  EXPECT_EQ(tok_->Decode(std::vector<int32_t>{261, 3 + 0xF0, 3 + 0x9F}, true),
-            "a\uFFFD\uFFFD");
+  EXPECT_EQ(tok_->Decode(std::vector<int32_t>{261, 3 + 0xF0, 3 + 0x9F}, true), "a\uFFFD\uFFFD");
   EXPECT_EQ(tok_->Decode(std::vector<int32_t>{261, 3 + 0xFF, 268}, true), "a\uFFFD b");
   EXPECT_EQ(tok_->Decode(std::vector<int32_t>{261, 9999, -1}, true), "a");
 }

@@ -20,7 +20,7 @@ struct RunResult {
   std::string stderr_text;
 };
 
-RunResult Run(const std::string& args) {
+RunResult RunStrata(const std::string& args) {
   std::string err_file = std::filesystem::temp_directory_path() /
                          ("strata_cli_" + std::to_string(::getpid()) + ".err");
   std::string cmd = kBinary + " " + args + " 2>" + err_file;
@@ -40,7 +40,7 @@ TEST(GenerateCliTest, GreedyContinuationOfStories260kMatchesReference) {
   if (!strata::FileExists(kModelDir)) GTEST_SKIP() << kModelDir << " is absent";
   auto ref = strata::ParseJson(*strata::ReadFile(kModelDir + "/reference.json"), "reference");
   const auto& p = (*ref)["prompts"][0];
-  RunResult r = Run("generate --model " + kModelDir + " --prompt '" +
+  RunResult r = RunStrata("generate --model " + kModelDir + " --prompt '" +
                     p["prompt"].get<std::string>() + "' --max-tokens 48 --temperature 0");
   ASSERT_EQ(r.exit_code, 0) << r.stderr_text;
   EXPECT_EQ(r.stdout_text, p["continuation_text"].get<std::string>() + "\n");
@@ -54,31 +54,31 @@ TEST(GenerateCliTest, SeededSamplingIsReproducibleAndSeedsDiffer) {
   if (!strata::FileExists(kModelDir)) GTEST_SKIP() << kModelDir << " is absent";
   std::string base = "generate --model " + kModelDir +
                      " --prompt 'The dog' --max-tokens 40 --temperature 1.0 --top-p 0.95 --seed ";
-  RunResult a = Run(base + "7"), b = Run(base + "7"), c = Run(base + "8");
+  RunResult a = RunStrata(base + "7"), b = RunStrata(base + "7"), c = RunStrata(base + "8");
   ASSERT_EQ(a.exit_code, 0) << a.stderr_text;
   EXPECT_EQ(a.stdout_text, b.stdout_text);
   EXPECT_NE(a.stdout_text, c.stdout_text);
 }
 
 TEST(GenerateCliTest, SyntheticModelSaysItsOutputIsMeaningless) {
-  RunResult r = Run("generate --model synthetic:tiny --prompt hello --max-tokens 8");
+  RunResult r = RunStrata("generate --model synthetic:tiny --prompt hello --max-tokens 8");
   ASSERT_EQ(r.exit_code, 0) << r.stderr_text;
   EXPECT_NE(r.stderr_text.find("meaningless"), std::string::npos) << r.stderr_text;
   EXPECT_NE(r.stderr_text.find("generated tokens: 8"), std::string::npos) << r.stderr_text;
 }
 
 TEST(GenerateCliTest, BadInputGivesAClearErrorAndExitCode) {
-  RunResult missing = Run("generate --model /nonexistent/model --prompt hi");
+  RunResult missing = RunStrata("generate --model /nonexistent/model --prompt hi");
   EXPECT_EQ(missing.exit_code, 1);
   EXPECT_NE(missing.stderr_text.find("/nonexistent/model"), std::string::npos)
       << missing.stderr_text;
-  RunResult flag = Run("generate --model synthetic:tiny --prompt hi --bogus 1");
+  RunResult flag = RunStrata("generate --model synthetic:tiny --prompt hi --bogus 1");
   EXPECT_EQ(flag.exit_code, 2);
   EXPECT_NE(flag.stderr_text.find("unknown flag --bogus"), std::string::npos);
-  RunResult top_p = Run("generate --model synthetic:tiny --prompt hi --top-p 1.5");
+  RunResult top_p = RunStrata("generate --model synthetic:tiny --prompt hi --top-p 1.5");
   EXPECT_EQ(top_p.exit_code, 1);
   EXPECT_NE(top_p.stderr_text.find("top_p"), std::string::npos) << top_p.stderr_text;
-  RunResult preset = Run("generate --model synthetic:nope --prompt hi");
+  RunResult preset = RunStrata("generate --model synthetic:nope --prompt hi");
   EXPECT_EQ(preset.exit_code, 1);
   EXPECT_NE(preset.stderr_text.find("tiny"), std::string::npos) << preset.stderr_text;
 }

@@ -40,15 +40,12 @@ struct AttentionCase {
   int32_t head_dim;
 };
 
-class CpuPagedAttentionTest : public testing::TestWithParam<AttentionCase> {};
-
-TEST_P(CpuPagedAttentionTest, MatchesCausalGqaReference) {
-  const auto [ratio, block_size, head_dim] = GetParam();
+// Runs one PagedAttention call over `seqs` and checks every output against the reference.
+void CheckAttention(const std::vector<SeqSpec>& seqs, const AttentionCase& c) {
+  const auto [ratio, block_size, head_dim] = c;
   const int32_t num_kv_heads = 2, num_q_heads = num_kv_heads * ratio;
-  // Full prefill, mid-sequence chunks, decodes, a context ending exactly on a page boundary.
-  const std::vector<SeqSpec> seqs = {{1, 1}, {37, 37}, {50, 7}, {23, 1}, {16, 1}, {80, 3}};
   const int32_t num_seqs = static_cast<int32_t>(seqs.size());
-  std::mt19937 rng(ratio * 100 + block_size * 10 + head_dim);
+  std::mt19937 rng(ratio * 100 + block_size * 10 + head_dim + seqs.size());
 
   int32_t max_blocks = 0, total_blocks = 0;
   for (const SeqSpec& s : seqs) {
@@ -128,6 +125,19 @@ TEST_P(CpuPagedAttentionTest, MatchesCausalGqaReference) {
   }
 }
 
+class CpuPagedAttentionTest : public testing::TestWithParam<AttentionCase> {};
+
+// Full prefill, mid-sequence chunks, decodes, a context ending exactly on a page boundary.
+TEST_P(CpuPagedAttentionTest, MatchesCausalGqaReferenceOnMixedBatch) {
+  CheckAttention({{1, 1}, {37, 37}, {50, 7}, {23, 1}, {16, 1}, {80, 3}}, GetParam());
+}
+
+// Few query tokens: the kernel splits GQA groups across work items to keep threads busy.
+TEST_P(CpuPagedAttentionTest, MatchesCausalGqaReferenceOnSmallBatches) {
+  CheckAttention({{50, 1}}, GetParam());
+  CheckAttention({{40, 2}}, GetParam());
+}
+
 std::vector<AttentionCase> AllAttentionCases() {
   std::vector<AttentionCase> cases;
   for (int32_t ratio : {1, 2, 4}) {
@@ -135,6 +145,8 @@ std::vector<AttentionCase> AllAttentionCases() {
       for (int32_t head_dim : {64, 20}) cases.push_back({ratio, block_size, head_dim});
     }
   }
+  // Every head dim with a register-resident fast path (20 and above take the generic one).
+  for (int32_t head_dim : {32, 96, 128}) cases.push_back({2, 16, head_dim});
   return cases;
 }
 

@@ -103,6 +103,8 @@ std::vector<GemmCase> AllGemmCases() {
   }
   // k a multiple of the GEMV's 32-wide step plus a tail, and n with no 4-row blocks left over.
   cases.push_back({1, 256, 896 + 7, DType::kBF16, true, true});
+  cases.push_back({3, 33, 300, DType::kBF16, true, true});
+  cases.push_back({4, 20, 256, DType::kBF16, false, false});
   cases.push_back({2, 3, 1, DType::kBF16, false, false});
   return cases;
 }
