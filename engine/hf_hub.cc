@@ -309,34 +309,6 @@ absl::Status HubOptions::Validate() const {
   return absl::OkStatus();
 }
 
-HubOptions DefaultHubOptionsFromEnv() {
-  auto env = [](const char* name) -> std::string {
-    const char* v = std::getenv(name);
-    return v != nullptr ? v : "";
-  };
-  HubOptions opts;
-  const std::string home = env("HOME");
-  std::string hf_home = env("HF_HOME");
-  if (hf_home.empty()) {
-    const std::string xdg = env("XDG_CACHE_HOME");
-    hf_home = StrCat(xdg.empty() ? StrCat(home, "/.cache") : xdg, "/huggingface");
-  }
-  opts.cache_dir = env("HF_HUB_CACHE");
-  if (opts.cache_dir.empty()) opts.cache_dir = hf_home + "/hub";
-  if (std::string endpoint = env("HF_ENDPOINT"); !endpoint.empty()) {
-    while (endpoint.size() > 1 && endpoint.back() == '/') endpoint.pop_back();
-    opts.endpoint = endpoint;
-  }
-  opts.token = env("HF_TOKEN");
-  if (opts.token.empty()) {
-    absl::StatusOr<std::string> stored = ReadFile(hf_home + "/token");
-    if (stored.ok()) opts.token = Trim(*stored);
-  }
-  const std::string offline = env("HF_HUB_OFFLINE");
-  opts.offline = offline == "1" || offline == "true" || offline == "TRUE" || offline == "yes";
-  return opts;
-}
-
 absl::StatusOr<std::string> ResolveModelPath(const std::string& model, const HubOptions& opts) {
   if (IsDirectory(model)) return model;
   std::optional<RepoId> id = ParseRepoId(model);

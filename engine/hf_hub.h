@@ -38,12 +38,6 @@ struct HubOptions {
   absl::Status Validate() const;
 };
 
-// Options from the environment as huggingface_hub reads it: cache from HF_HUB_CACHE, else
-// $HF_HOME/hub, else $XDG_CACHE_HOME/huggingface/hub, else ~/.cache/huggingface/hub; endpoint
-// from HF_ENDPOINT; token from HF_TOKEN, else the file $HF_HOME/token; offline from
-// HF_HUB_OFFLINE. Only binaries call this; modules take HubOptions.
-HubOptions DefaultHubOptionsFromEnv();
-
 // A local folder, or the snapshot folder of a Hub model (downloading config.json,
 // tokenizer.json, tokenizer_config.json, generation_config.json when listed, and the safetensors
 // weights: model.safetensors or the index and its shards). Errors name the model, and for HTTP

@@ -8,6 +8,7 @@
 #include "engine/model.h"
 #include "engine/tokenizer.h"
 #include "server/cli_flags.h"
+#include "server/hub_env.h"
 #include "server/commands.h"
 
 namespace strata::server {
@@ -57,7 +58,7 @@ absl::Status Generate(const CliFlags& f) {
   ASSIGN_OR_RETURN(int64_t threads, f.GetInt("threads", 0));
   ASSIGN_OR_RETURN(int64_t max_model_len, f.GetInt("max-model-len", 0));
 
-  engine::ModelLoadOptions load_options{.hub = engine::DefaultHubOptionsFromEnv()};
+  engine::ModelLoadOptions load_options{.hub = HubOptionsFromEnv()};
   ASSIGN_OR_RETURN(auto model, engine::LoadModel(*model_spec, load_options));
   LOG_INFO("model: {}", model->description);
   if (model->synthetic) {

@@ -8,6 +8,7 @@
 #include "engine/local_runtime.h"
 #include "engine/model.h"
 #include "server/cli_flags.h"
+#include "server/hub_env.h"
 #include "server/commands.h"
 #include "yaml-cpp/yaml.h"
 
@@ -77,7 +78,7 @@ absl::Status Serve(const CliFlags& flags) {
   ASSIGN_OR_RETURN(ServeConfig c, LoadServeConfig(flags.GetOr("config", "configs/default.yaml")));
   if (auto m = flags.Get("model")) c.model = *m;
   InitLogging(c.log_level);
-  ASSIGN_OR_RETURN(auto model, engine::LoadModel(c.model, {.hub = engine::DefaultHubOptionsFromEnv()}));
+  ASSIGN_OR_RETURN(auto model, engine::LoadModel(c.model, {.hub = HubOptionsFromEnv()}));
   LOG_INFO("model: {}", model->description);
   if (model->synthetic) LOG_WARN("{} has random weights: its output is meaningless text", c.model);
   engine::RuntimeConfig rc{.backend = c.backend, .threads = static_cast<int>(c.threads),
@@ -85,7 +86,9 @@ absl::Status Serve(const CliFlags& flags) {
                            .max_model_len = c.max_model_len};
   ASSIGN_OR_RETURN(auto runtime, engine::LocalRuntime::Create(*model, rc));
   std::vector<int32_t> ids = model->tokenizer->Encode("Hello", true);
-  ASSIGN_OR_RETURN(auto result, runtime->generator().Generate(ids, {.max_tokens = 4}, nullptr));
+  engine::GenerateOptions check;
+  check.max_tokens = 4;
+  ASSIGN_OR_RETURN(auto result, runtime->generator().Generate(ids, check, nullptr));
   LOG_INFO("model check: generated {} tokens on {}", result.output_ids.size(),
            runtime->device().name());
   return absl::UnimplementedError(

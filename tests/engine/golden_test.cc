@@ -64,7 +64,8 @@ TEST_F(GoldenTest, GreedyContinuationsMatch) {
     auto rt = Runtime(block_size, chunk);
     for (const Json& p : (*reference_)["prompts"]) {
       std::vector<int32_t> prompt_ids = Ids(p["prompt_ids"]);
-      GenerateOptions options{.max_tokens = 48};
+      GenerateOptions options;
+      options.max_tokens = 48;
       options.sampling.temperature = 0;
       auto result = rt->generator().Generate(prompt_ids, options, nullptr);
       ASSERT_TRUE(result.ok()) << result.status();
