@@ -6,7 +6,7 @@
 //   prefill limit     = 2 * matmul parameters * tokens (+ attention FLOPs) / GEMM rate
 // Prints a table and writes bench/results/single_stream.json. Not a test: it never fails on time.
 //
-//   bench_single_stream [--model synthetic:qwen2.5-0.5b] [--prompt-tokens 512] [--decode-tokens 64]
+//   bench_single_stream [--model synthetic:llama-3.2-1b] [--prompt-tokens 512] [--decode-tokens 64]
 //                       [--threads 0] [--repeats 3]
 #include <omp.h>
 
@@ -30,7 +30,7 @@ namespace {
 using engine::ModelConfig;
 
 std::map<std::string, std::string> ParseArgs(int argc, char** argv) {
-  std::map<std::string, std::string> a = {{"model", "synthetic:qwen2.5-0.5b"},
+  std::map<std::string, std::string> a = {{"model", "synthetic:llama-3.2-1b"},
                                           {"prompt-tokens", "512"}, {"decode-tokens", "64"},
                                           {"threads", "0"}, {"repeats", "3"}};
   for (int i = 1; i + 1 < argc; i += 2) a[std::string(argv[i]).substr(2)] = argv[i + 1];

@@ -12,8 +12,8 @@ BUILD_PKGS=(
   liburing-dev libcurl4-openssl-dev prometheus-cpp-dev libssl-dev zlib1g-dev
   libxxhash-dev libspdlog-dev libicu-dev
 )
-# Tools the tests drive as real peers (HTTP file server for the hub download test, fuzzing).
-TEST_PKGS=(python3 curl clang libclang-rt-14-dev)
+# Tools the tests drive as real peers: python3 serves files in the hub layout for the download test.
+TEST_PKGS=(python3)
 
 missing=()
 for p in "${BUILD_PKGS[@]}" "${TEST_PKGS[@]}"; do
