@@ -1,40 +1,18 @@
 // Runs the real `strata generate` binary as a user would and checks what it prints.
 #include <gtest/gtest.h>
 
-#include <array>
-#include <cstdio>
-#include <filesystem>
 #include <string>
 
 #include "common/file.h"
 #include "common/json.h"
+#include "tests/integration/run_binary.h"
 
 namespace {
 
-const std::string kBinary = STRATA_BINARY_DIR "/bin/strata";
 const std::string kModelDir = STRATA_SOURCE_DIR "/../shared/models/stories260k";
 
-struct RunResult {
-  int exit_code;
-  std::string stdout_text;
-  std::string stderr_text;
-};
-
-RunResult RunStrata(const std::string& args) {
-  std::string err_file = std::filesystem::temp_directory_path() /
-                         ("strata_cli_" + std::to_string(::getpid()) + ".err");
-  std::string cmd = kBinary + " " + args + " 2>" + err_file;
-  RunResult r;
-  FILE* pipe = ::popen(cmd.c_str(), "r");
-  std::array<char, 4096> buf;
-  size_t n;
-  while ((n = std::fread(buf.data(), 1, buf.size(), pipe)) > 0) r.stdout_text.append(buf.data(), n);
-  int status = ::pclose(pipe);
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  r.stderr_text = strata::ReadFile(err_file).value_or("");
-  std::filesystem::remove(err_file);
-  return r;
-}
+using strata::testing::RunResult;
+using strata::testing::RunStrata;
 
 TEST(GenerateCliTest, GreedyContinuationOfStories260kMatchesReference) {
   if (!strata::FileExists(kModelDir)) GTEST_SKIP() << kModelDir << " is absent";
