@@ -11,23 +11,10 @@
 #include "gtest/gtest.h"
 #include "kernels/cpu/cpu_gemm.h"
 #include "kernels/device.h"
+#include "tests/kernels/random_tensors.h"
 
 namespace strata::kernels {
 namespace {
-
-std::vector<float> Random(size_t n, uint32_t seed, float lo = -1.0f, float hi = 1.0f) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> dist(lo, hi);
-  std::vector<float> out(n);
-  for (auto& x : out) x = dist(rng);
-  return out;
-}
-
-std::vector<uint16_t> ToBf16(const std::vector<float>& x) {
-  std::vector<uint16_t> out(x.size());
-  for (size_t i = 0; i < x.size(); ++i) out[i] = F32ToBf16(x[i]);
-  return out;
-}
 
 float RoundToBf16(float x) { return Bf16ToF32(F32ToBf16(x)); }
 
