@@ -16,8 +16,7 @@ absl::StatusOr<std::unique_ptr<Model>> LoadSynthetic(const std::string& spec, ui
   auto model = std::make_unique<Model>();
   model->name = spec;
   model->synthetic = true;
-  model->description = StrCat(synthetic.description,
-                              " -- random weights: its output is meaningless text");
+  model->description = synthetic.description;  // says that the output is meaningless
   model->config = std::move(synthetic.config);
   model->weights = std::move(synthetic.weights);
   model->tokenizer = Tokenizer::Synthetic(model->config.vocab_size);

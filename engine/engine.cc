@@ -1,0 +1,232 @@
+#include "engine/engine.h"
+
+#include <algorithm>
+
+#include "common/logging.h"
+#include "engine/local_runtime.h"
+#include "engine/step_batch.h"
+
+namespace strata::engine {
+
+void OutputChannel::Push(TokenEvent event) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    events_.push_back(std::move(event));
+  }
+  cv_.notify_one();
+}
+
+TokenEvent OutputChannel::Pop() {
+  std::unique_lock<std::mutex> lock(mu_);
+  cv_.wait(lock, [&] { return !events_.empty(); });
+  TokenEvent e = std::move(events_.front());
+  events_.pop_front();
+  return e;
+}
+
+std::optional<TokenEvent> OutputChannel::TryPop() {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (events_.empty()) return std::nullopt;
+  TokenEvent e = std::move(events_.front());
+  events_.pop_front();
+  return e;
+}
+
+absl::Status EngineConfig::Validate() const {
+  RETURN_IF_ERROR(scheduler.Validate());
+  if (block_size <= 0) return absl::InvalidArgumentError("kvcache.block_size must be > 0");
+  if (num_kv_pages < 0) return absl::InvalidArgumentError("num_kv_pages must be >= 0");
+  if (max_model_len < 0) return absl::InvalidArgumentError("model.max_model_len must be >= 0");
+  return absl::OkStatus();
+}
+
+Engine::Engine(const Model& model, const EngineConfig& config) : model_(model), config_(config) {}
+
+absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const Model& model,
+                                                       const EngineConfig& config) {
+  RETURN_IF_ERROR(config.Validate());
+  std::unique_ptr<Engine> engine(new Engine(model, config));
+  RETURN_IF_ERROR(engine->Init());
+  engine->thread_ = std::thread([e = engine.get()] { e->Loop(); });
+  return engine;
+}
+
+absl::Status Engine::Init() {
+  ASSIGN_OR_RETURN(device_, MakeDevice(config_.backend, config_.threads));
+  const ModelConfig& mc = model_.config;
+  const int64_t max_len = config_.max_model_len > 0
+                              ? config_.max_model_len
+                              : std::min<int64_t>(mc.max_position_embeddings, 4096);
+  const int64_t blocks_per_seq = (max_len + config_.block_size - 1) / config_.block_size;
+  const int32_t min_pages = static_cast<int32_t>(blocks_per_seq * mc.num_layers);
+  int32_t pages = config_.num_kv_pages > 0
+                      ? config_.num_kv_pages
+                      : static_cast<int32_t>(min_pages * config_.scheduler.max_num_seqs);
+  if (pages < min_pages) {
+    return absl::InvalidArgumentError(
+        StrCat("the KV cache (", pages, " pages) cannot hold one sequence of max_model_len ",
+               max_len, " tokens (", min_pages, " pages)"));
+  }
+  RunnerConfig rc{.max_batch_tokens = config_.scheduler.max_batch_tokens,
+                  .max_num_seqs = config_.scheduler.max_num_seqs,
+                  .max_logit_rows = config_.scheduler.max_num_seqs,
+                  .num_kv_pages = pages,
+                  .block_size = config_.block_size,
+                  .max_model_len = max_len};
+  ASSIGN_OR_RETURN(runner_, ModelRunner::Create(device_.get(), mc, model_.weights, rc));
+  kv_ = std::make_unique<kvcache::KvCacheManager>(runner_->kv_layout(), pages,
+                                                  config_.enable_prefix_caching);
+  scheduler_ = std::make_unique<Scheduler>(config_.scheduler, kv_.get());
+  stats_.num_pages = pages;
+  stats_.num_free_pages = pages;
+  return absl::OkStatus();
+}
+
+Engine::~Engine() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+absl::StatusOr<Engine::Submission> Engine::Submit(RequestOptions options) {
+  if (options.prompt_ids.empty()) return absl::InvalidArgumentError("the prompt has no tokens");
+  for (int32_t id : options.prompt_ids) {
+    if (id < 0 || id >= model_.config.vocab_size) {
+      return absl::InvalidArgumentError(StrCat("prompt token id ", id, " is outside the vocabulary"));
+    }
+  }
+  if (options.max_tokens <= 0) return absl::InvalidArgumentError("max_tokens must be > 0");
+  const int64_t total = static_cast<int64_t>(options.prompt_ids.size()) + options.max_tokens;
+  if (total > max_model_len()) {
+    return absl::InvalidArgumentError(
+        StrCat("prompt (", options.prompt_ids.size(), " tokens) + max_tokens (",
+               options.max_tokens, ") exceeds the maximum model length ", max_model_len()));
+  }
+  RETURN_IF_ERROR(options.sampling.Validate());
+  Submission s{.id = next_id_++, .channel = std::make_shared<OutputChannel>()};
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    inbox_.push_back({s.id, std::move(options), s.channel});
+  }
+  cv_.notify_one();
+  return s;
+}
+
+void Engine::Cancel(RequestId id) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    cancels_.push_back(id);
+  }
+  cv_.notify_one();
+}
+
+EngineStats Engine::Stats() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return stats_;
+}
+
+void Engine::Admit(Pending p) {
+  auto seq = std::make_unique<Sequence>();
+  seq->id = p.id;
+  seq->tokens = std::move(p.options.prompt_ids);
+  seq->num_prompt_tokens = static_cast<int64_t>(seq->tokens.size());
+  seq->max_tokens = p.options.max_tokens;
+  seq->stop_token_ids = std::move(p.options.stop_token_ids);
+  seq->sampler = std::make_unique<Sampler>(p.options.sampling);
+  seq->prefix_seed = kvcache::SeedHash(
+      {.model_id = model_.name,
+       .weights_fingerprint_hi = model_.weights.fingerprint_hi,
+       .weights_fingerprint_lo = model_.weights.fingerprint_lo,
+       .tokenizer_fingerprint = model_.tokenizer ? model_.tokenizer->fingerprint() : 0,
+       .codec = "fp32",
+       .block_size = config_.block_size,
+       .cache_salt = std::move(p.options.cache_salt)});
+  channels_[p.id] = std::move(p.channel);
+  scheduler_->Add(std::move(seq));
+}
+
+bool Engine::DrainInbox(bool block) {
+  std::deque<Pending> inbox;
+  std::vector<RequestId> cancels;
+  {
+    std::unique_lock<std::mutex> lock(mu_);
+    if (block) cv_.wait(lock, [&] { return stopping_ || !inbox_.empty() || !cancels_.empty(); });
+    if (stopping_) return false;
+    inbox.swap(inbox_);
+    cancels.swap(cancels_);
+  }
+  for (Pending& p : inbox) Admit(std::move(p));
+  std::vector<RequestId> aborted;
+  for (RequestId id : cancels) {
+    if (scheduler_->Abort(id)) aborted.push_back(id);
+  }
+  if (!aborted.empty()) PublishStats(0, 0);
+  for (RequestId id : aborted) {
+    channels_[id]->Push({.finish_reason = "abort"});
+    channels_.erase(id);
+  }
+  return true;
+}
+
+void Engine::Loop() {
+  while (DrainInbox(/*block=*/scheduler_->num_running() + scheduler_->num_waiting() == 0)) {
+    absl::Status s = Step();
+    if (!s.ok()) FailAll(s);
+  }
+  FailAll(absl::CancelledError("engine stopped"));
+}
+
+absl::Status Engine::Step() {
+  StepPlan plan = scheduler_->Schedule();
+  if (plan.empty()) return absl::OkStatus();
+  StepBatch batch;
+  batch.Build(plan, *scheduler_, *kv_);
+  BatchInput input = batch.input();
+  const int64_t vocab = model_.config.vocab_size;
+  logits_.resize(input.logit_rows.size() * vocab);
+  RETURN_IF_ERROR(runner_->Forward(input, logits_));
+  std::vector<int32_t> sampled;
+  for (const ScheduledSeq& s : plan.seqs) {
+    if (!s.sample) continue;
+    const Sequence& seq = *scheduler_->Find(s.id);
+    std::span<const int32_t> all(seq.tokens);
+    std::span<float> row(logits_.data() + sampled.size() * vocab, vocab);
+    sampled.push_back(seq.sampler->Sample(row, all.first(seq.num_prompt_tokens),
+                                          all.subspan(seq.num_prompt_tokens)));
+  }
+  std::vector<SeqEvent> events = scheduler_->Update(plan, sampled);
+  // Stats first: a client that saw its last token must see a snapshot that includes it.
+  PublishStats(/*num_steps=*/1, static_cast<int64_t>(sampled.size()));
+  for (SeqEvent& e : events) {
+    channels_[e.id]->Push({.token = e.token, .finish_reason = e.finish_reason,
+                           .num_cached_tokens = e.num_cached_tokens});
+    if (!e.finish_reason.empty()) channels_.erase(e.id);
+  }
+  return absl::OkStatus();
+}
+
+void Engine::PublishStats(int64_t num_steps, int64_t num_generated_tokens) {
+  std::lock_guard<std::mutex> lock(mu_);
+  stats_.num_running = scheduler_->num_running();
+  stats_.num_waiting = scheduler_->num_waiting();
+  stats_.num_free_pages = kv_->pool().num_free();
+  stats_.num_preemptions = scheduler_->num_preemptions();
+  stats_.num_generated_tokens += num_generated_tokens;
+  stats_.num_steps += num_steps;
+}
+
+void Engine::FailAll(const absl::Status& status) {
+  if (!status.ok() && status.code() != absl::StatusCode::kCancelled) {
+    LOG_ERROR("engine step failed, aborting every request: {}", std::string(status.message()));
+  }
+  for (auto& [id, channel] : channels_) {
+    scheduler_->Abort(id);
+    channel->Push({.finish_reason = "abort"});
+  }
+  channels_.clear();
+}
+
+}  // namespace strata::engine

@@ -1,0 +1,135 @@
+// Engine: the continuous-batching loop of DESIGN.md §2. One engine thread owns the Scheduler, the
+// KvCacheManager and the request table; front-end threads talk to it only through the inbox
+// (Submit, Cancel) and each request's OutputChannel.
+//
+//   front ends --Submit/Cancel--> inbox --> engine thread: drain inbox, Schedule, build batch,
+//                                            Forward, sample, Update --> OutputChannel per request
+//
+// Submit, Cancel and Stats are thread-safe. The destructor stops the thread; requests still in
+// flight get a final event with finish_reason "abort".
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "common/status.h"
+#include "engine/model.h"
+#include "engine/model_runner.h"
+#include "engine/sampler.h"
+#include "engine/scheduler.h"
+#include "kernels/device.h"
+
+namespace strata::engine {
+
+struct EngineConfig {
+  std::string backend = "auto";         // auto | cpu | cuda
+  int threads = 0;                      // CPU kernel threads; 0 = all cores
+  SchedulerConfig scheduler;
+  int32_t block_size = 16;              // tokens per KV page
+  int32_t num_kv_pages = 0;             // device-tier pages; 0 = room for max_num_seqs full
+                                        // sequences of max_model_len tokens
+  int64_t max_model_len = 0;            // 0 = min(model maximum, 4096)
+  bool enable_prefix_caching = true;
+
+  absl::Status Validate() const;
+};
+
+struct RequestOptions {
+  std::vector<int32_t> prompt_ids;
+  int64_t max_tokens = 16;
+  SamplingParams sampling;
+  std::vector<int32_t> stop_token_ids;
+  std::optional<std::string> cache_salt;  // isolates prefix-cache entries (tenants)
+};
+
+// One event per generated token; the last one carries the finish reason.
+struct TokenEvent {
+  int32_t token = -1;            // -1 when the request ended without a new token (abort)
+  std::string finish_reason;     // "" | "length" | "stop" | "abort"
+  int64_t num_cached_tokens = 0; // prompt tokens served from the prefix cache
+};
+
+// Single-producer (engine thread) / single-consumer (front end) queue of a request's events.
+class OutputChannel {
+ public:
+  void Push(TokenEvent event);
+  TokenEvent Pop();  // blocks until an event is there
+  std::optional<TokenEvent> TryPop();
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<TokenEvent> events_;
+};
+
+struct EngineStats {
+  int32_t num_running = 0;
+  int32_t num_waiting = 0;
+  int32_t num_free_pages = 0;
+  int32_t num_pages = 0;
+  int64_t num_steps = 0;
+  int64_t num_preemptions = 0;
+  int64_t num_generated_tokens = 0;
+};
+
+class Engine {
+ public:
+  // `model` must outlive the engine.
+  static absl::StatusOr<std::unique_ptr<Engine>> Create(const Model& model,
+                                                        const EngineConfig& config);
+  ~Engine();
+
+  struct Submission {
+    RequestId id;
+    std::shared_ptr<OutputChannel> channel;
+  };
+  // Validates (empty prompt, ids outside the vocabulary, length over max_model_len, bad
+  // sampling) and queues the request; nothing is queued on error.
+  absl::StatusOr<Submission> Submit(RequestOptions options);
+  // Frees the request's KV and batch slot within one step; unknown ids are ignored.
+  void Cancel(RequestId id);
+  EngineStats Stats() const;
+  int64_t max_model_len() const { return runner_->runner_config().max_model_len; }
+
+ private:
+  struct Pending {
+    RequestId id;
+    RequestOptions options;
+    std::shared_ptr<OutputChannel> channel;
+  };
+  Engine(const Model& model, const EngineConfig& config);
+  absl::Status Init();
+  void Loop();
+  bool DrainInbox(bool block);
+  void Admit(Pending pending);
+  absl::Status Step();
+  void FailAll(const absl::Status& status);
+  void PublishStats(int64_t num_steps, int64_t num_generated_tokens);
+
+  const Model& model_;
+  EngineConfig config_;
+  std::unique_ptr<kernels::Device> device_;
+  std::unique_ptr<ModelRunner> runner_;
+  std::unique_ptr<kvcache::KvCacheManager> kv_;   // engine thread only
+  std::unique_ptr<Scheduler> scheduler_;          // engine thread only
+  std::unordered_map<RequestId, std::shared_ptr<OutputChannel>> channels_;  // engine thread only
+  std::vector<float> logits_;                     // engine thread only
+
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<Pending> inbox_;         // guarded by mu_
+  std::vector<RequestId> cancels_;    // guarded by mu_
+  EngineStats stats_;                 // guarded by mu_
+  bool stopping_ = false;             // guarded by mu_
+  std::atomic<RequestId> next_id_{1};
+  std::thread thread_;
+};
+
+}  // namespace strata::engine

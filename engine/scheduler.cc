@@ -1,0 +1,144 @@
+#include "engine/scheduler.h"
+
+#include <algorithm>
+
+namespace strata::engine {
+
+absl::Status SchedulerConfig::Validate() const {
+  if (max_batch_tokens <= 0) {
+    return absl::InvalidArgumentError("engine.max_batch_tokens must be > 0");
+  }
+  if (max_num_seqs <= 0) return absl::InvalidArgumentError("engine.max_num_seqs must be > 0");
+  return absl::OkStatus();
+}
+
+Scheduler::Scheduler(const SchedulerConfig& config, kvcache::KvCacheManager* kv)
+    : config_(config), kv_(kv) {}
+
+void Scheduler::Add(std::unique_ptr<Sequence> seq) {
+  CHECK(seq != nullptr && !seq->tokens.empty() && !seqs_.contains(seq->id));
+  waiting_.push_back(seq->id);
+  seqs_.emplace(seq->id, std::move(seq));
+}
+
+const Sequence* Scheduler::Find(RequestId id) const {
+  auto it = seqs_.find(id);
+  return it == seqs_.end() ? nullptr : it->second.get();
+}
+
+void Scheduler::Remove(RequestId id) {
+  if (kv_->Contains(id)) kv_->Release(id);
+  running_.erase(std::remove(running_.begin(), running_.end(), id), running_.end());
+  waiting_.erase(std::remove(waiting_.begin(), waiting_.end(), id), waiting_.end());
+  seqs_.erase(id);
+}
+
+bool Scheduler::Abort(RequestId id) {
+  if (!seqs_.contains(id)) return false;
+  Remove(id);
+  return true;
+}
+
+RequestId Scheduler::PreemptNewest() {
+  RequestId victim = running_.back();
+  running_.pop_back();
+  Sequence& seq = *seqs_.at(victim);
+  kv_->Release(victim);
+  seq.num_computed_tokens = 0;  // recompute on resume (swap comes with the tiered store)
+  ++seq.num_preemptions;
+  ++num_preemptions_;
+  waiting_.push_front(victim);
+  return victim;
+}
+
+bool Scheduler::ScheduleRunning(StepPlan* plan, int64_t* budget) {
+  bool preempted = false;
+  for (size_t i = 0; i < running_.size() && *budget > 0; ++i) {
+    Sequence& seq = *seqs_.at(running_[i]);
+    const int64_t remaining = static_cast<int64_t>(seq.tokens.size()) - seq.num_computed_tokens;
+    const int64_t num_new = std::min(remaining, *budget);
+    bool reserved = false;
+    while (!(reserved = kv_->Reserve(seq.id, seq.num_computed_tokens + num_new))) {
+      preempted = true;
+      if (PreemptNewest() == seq.id) break;  // it was the newest itself
+    }
+    if (!reserved) break;
+    plan->seqs.push_back({.id = seq.id, .start = seq.num_computed_tokens,
+                          .num_new_tokens = num_new, .sample = num_new == remaining});
+    *budget -= num_new;
+  }
+  return preempted;
+}
+
+void Scheduler::ScheduleWaiting(StepPlan* plan, int64_t* budget) {
+  while (!waiting_.empty() && *budget > 0 &&
+         static_cast<int32_t>(running_.size()) < config_.max_num_seqs) {
+    Sequence& seq = *seqs_.at(waiting_.front());
+    const int64_t cached = kv_->AttachCachedPrefix(seq.id, seq.prefix_seed, seq.tokens);
+    const int64_t remaining = static_cast<int64_t>(seq.tokens.size()) - cached;
+    const int64_t num_new = std::min(remaining, *budget);
+    if (!kv_->Reserve(seq.id, cached + num_new)) {
+      kv_->Release(seq.id);  // keeps the prefix pages cached; FCFS: later ones wait too
+      return;
+    }
+    seq.num_computed_tokens = cached;
+    if (seq.num_preemptions == 0) seq.num_cached_tokens = cached;
+    waiting_.pop_front();
+    running_.push_back(seq.id);
+    plan->seqs.push_back({.id = seq.id, .start = cached, .num_new_tokens = num_new,
+                          .sample = num_new == remaining});
+    *budget -= num_new;
+  }
+}
+
+StepPlan Scheduler::Schedule() {
+  StepPlan plan;
+  int64_t budget = config_.max_batch_tokens;
+  const int64_t preemptions_before = num_preemptions_;
+  const bool preempted = ScheduleRunning(&plan, &budget);
+  if (preempted) {
+    // The sequences preempted now sit at the front of the waiting queue; new admissions wait
+    // for the next step (vLLM does the same), so the freed pages go to running sequences first.
+    for (int64_t i = 0; i < num_preemptions_ - preemptions_before; ++i) {
+      plan.preempted.push_back(waiting_[i]);
+    }
+  } else {
+    ScheduleWaiting(&plan, &budget);
+  }
+  for (const ScheduledSeq& s : plan.seqs) plan.num_tokens += s.num_new_tokens;
+  return plan;
+}
+
+bool Scheduler::Finished(Sequence& seq, int32_t token) const {
+  const auto& stops = seq.stop_token_ids;
+  if (std::find(stops.begin(), stops.end(), token) != stops.end()) {
+    seq.finish_reason = "stop";
+  } else if (seq.num_output_tokens() >= seq.max_tokens) {
+    seq.finish_reason = "length";
+  }
+  return !seq.finish_reason.empty();
+}
+
+std::vector<SeqEvent> Scheduler::Update(const StepPlan& plan, std::span<const int32_t> sampled) {
+  std::vector<SeqEvent> events;
+  size_t next_sample = 0;
+  for (const ScheduledSeq& s : plan.seqs) {
+    Sequence& seq = *seqs_.at(s.id);
+    seq.num_computed_tokens = s.start + s.num_new_tokens;
+    kv_->Commit(seq.id, seq.tokens, seq.num_computed_tokens);
+    if (!s.sample) continue;
+    CHECK(next_sample < sampled.size());
+    const int32_t token = sampled[next_sample++];
+    seq.tokens.push_back(token);
+    SeqEvent event{.id = seq.id, .token = token, .finish_reason = "",
+                   .num_cached_tokens = seq.num_cached_tokens};
+    if (Finished(seq, token)) {
+      event.finish_reason = seq.finish_reason;
+      Remove(seq.id);
+    }
+    events.push_back(std::move(event));
+  }
+  return events;
+}
+
+}  // namespace strata::engine

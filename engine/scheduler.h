@@ -1,0 +1,115 @@
+// Scheduler: the vLLM-v1-style step planner (DESIGN.md §2). There are no prefill or decode
+// phases: each sequence has num_computed_tokens and tokens(); a step gives every scheduled
+// sequence some new tokens under a token budget, so decode tokens and prefill chunks share one
+// variable-length batch.
+//
+//   Schedule():  running sequences first, in admission order (a decode is 1 token, an unfinished
+//                prefill continues with the next chunk), then waiting ones in arrival order,
+//                while the token budget and max_num_seqs allow. Out of KV pages is a normal
+//                outcome: the newest running sequence is preempted (its KV released, to be
+//                recomputed when it is admitted again), or the waiting queue waits.
+//   Update():    advances num_computed_tokens, publishes newly full blocks, appends the sampled
+//                token of every sequence whose prompt (plus any earlier output) is now fully
+//                computed, and finishes sequences on max_tokens or a stop token.
+//
+// Owned and called by the engine thread only; not thread-safe.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "common/status.h"
+#include "engine/sampler.h"
+#include "kvcache/kv_cache_manager.h"
+
+namespace strata::engine {
+
+using RequestId = kvcache::RequestId;
+
+struct SchedulerConfig {
+  int64_t max_batch_tokens = 2048;  // tokens one step may carry (decode + prefill chunks)
+  int32_t max_num_seqs = 64;        // sequences one step may carry
+
+  absl::Status Validate() const;
+};
+
+// One request's generation state. The scheduler owns it from Add until it finishes.
+struct Sequence {
+  RequestId id = 0;
+  std::vector<int32_t> tokens;        // prompt, then generated tokens
+  int64_t num_prompt_tokens = 0;
+  int64_t num_computed_tokens = 0;    // tokens whose KV is in the cache
+  int64_t num_cached_tokens = 0;      // prompt tokens served by the prefix cache at admission
+  int64_t max_tokens = 16;
+  std::vector<int32_t> stop_token_ids;
+  kvcache::BlockHash prefix_seed;     // SeedHash of model, codec and cache_salt
+  std::unique_ptr<Sampler> sampler;
+  int64_t num_preemptions = 0;
+  std::string finish_reason;          // "length" | "stop" | "abort"; empty while running
+
+  int64_t num_output_tokens() const {
+    return static_cast<int64_t>(tokens.size()) - num_prompt_tokens;
+  }
+};
+
+struct ScheduledSeq {
+  RequestId id = 0;
+  int64_t start = 0;           // first new token's position (== num_computed_tokens)
+  int64_t num_new_tokens = 0;
+  bool sample = false;         // the chunk reaches the end of tokens(): sample the next one
+};
+
+struct StepPlan {
+  std::vector<ScheduledSeq> seqs;
+  int64_t num_tokens = 0;
+  std::vector<RequestId> preempted;  // released this step; back in the waiting queue
+  bool empty() const { return seqs.empty(); }
+};
+
+// What Update reports per sequence that got a token or finished.
+struct SeqEvent {
+  RequestId id = 0;
+  int32_t token = -1;          // -1: none (finished without a new token, e.g. abort)
+  std::string finish_reason;   // empty while the sequence goes on
+  int64_t num_cached_tokens = 0;
+};
+
+class Scheduler {
+ public:
+  Scheduler(const SchedulerConfig& config, kvcache::KvCacheManager* kv);
+
+  // REQUIRES: seq->id is new, the prompt is non-empty and fits the KV cache on its own.
+  void Add(std::unique_ptr<Sequence> seq);
+  // Frees the sequence's KV and slot now; false when the id is unknown (already finished).
+  bool Abort(RequestId id);
+
+  StepPlan Schedule();
+  // `sampled[i]` is the token for the i-th entry of plan.seqs with sample == true.
+  std::vector<SeqEvent> Update(const StepPlan& plan, std::span<const int32_t> sampled);
+
+  const Sequence* Find(RequestId id) const;
+  int32_t num_running() const { return static_cast<int32_t>(running_.size()); }
+  int32_t num_waiting() const { return static_cast<int32_t>(waiting_.size()); }
+  int64_t num_preemptions() const { return num_preemptions_; }
+
+ private:
+  bool ScheduleRunning(StepPlan* plan, int64_t* budget);
+  void ScheduleWaiting(StepPlan* plan, int64_t* budget);
+  // Frees the newest running sequence's KV and puts it at the front of the waiting queue.
+  RequestId PreemptNewest();
+  bool Finished(Sequence& seq, int32_t token) const;
+  void Remove(RequestId id);
+
+  SchedulerConfig config_;
+  kvcache::KvCacheManager* kv_;
+  std::unordered_map<RequestId, std::unique_ptr<Sequence>> seqs_;
+  std::vector<RequestId> running_;  // admission order
+  std::deque<RequestId> waiting_;   // arrival order; preempted ones go to the front
+  int64_t num_preemptions_ = 0;
+};
+
+}  // namespace strata::engine
