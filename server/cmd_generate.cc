@@ -6,6 +6,7 @@
 #include "common/logging.h"
 #include "engine/local_runtime.h"
 #include "engine/model.h"
+#include "engine/stop_matcher.h"
 #include "engine/tokenizer.h"
 #include "server/cli_flags.h"
 #include "server/hub_env.h"
@@ -17,7 +18,7 @@ namespace {
 const std::vector<std::string> kFlags = {
     "model",  "prompt", "max-tokens", "temperature", "top-k", "top-p", "min-p",
     "repetition-penalty", "presence-penalty", "frequency-penalty", "seed", "kv-policy",
-    "threads", "backend", "log-level", "max-model-len"};
+    "threads", "backend", "log-level", "max-model-len", "stop"};
 
 absl::StatusOr<engine::SamplingParams> ParseSampling(const CliFlags& f) {
   engine::SamplingParams s;
@@ -71,13 +72,22 @@ absl::Status Generate(const CliFlags& f) {
   ASSIGN_OR_RETURN(auto runtime, engine::LocalRuntime::Create(*model, rc));
   std::vector<int32_t> prompt_ids = model->tokenizer->Encode(*prompt, true);
   engine::IncrementalDecoder decoder(*model->tokenizer, prompt_ids, true);
+  std::vector<std::string> stops;
+  if (auto stop = f.Get("stop")) stops.push_back(*stop);
+  engine::StopMatcher matcher(std::move(stops));
   engine::GenerateOptions options{.max_tokens = max_tokens, .sampling = sampling,
                                   .stop_token_ids = model->EosIds()};
   ASSIGN_OR_RETURN(auto result, runtime->generator().Generate(prompt_ids, options, [&](int32_t id) {
-    std::cout << decoder.Push(id) << std::flush;
-    return true;
+    engine::StopMatcher::Result r = matcher.Push(decoder.Push(id));
+    std::cout << r.text << std::flush;
+    return !r.stopped;
   }));
-  std::cout << decoder.Flush() << std::endl;
+  if (matcher.stopped()) {
+    result.finish_reason = "stop";
+  } else {
+    std::cout << matcher.Push(decoder.Flush()).text << matcher.Flush();
+  }
+  std::cout << std::endl;
   const engine::GenerateStats& s = result.stats;
   std::fprintf(stderr,
                "prompt tokens: %lld, generated tokens: %lld, finish: %s\n"

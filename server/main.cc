@@ -13,7 +13,8 @@ constexpr char kUsage[] =
     "  generate --model PATH|org/name|synthetic:NAME --prompt TEXT [--max-tokens N]\n"
     "           [--temperature T] [--top-k K] [--top-p P] [--min-p P] [--seed S]\n"
     "           [--repetition-penalty R] [--presence-penalty P] [--frequency-penalty F]\n"
-    "           [--kv-policy NAME] [--threads N] [--backend auto|cpu|cuda] [--max-model-len N]\n"
+    "           [--stop TEXT] [--kv-policy NAME] [--threads N] [--backend auto|cpu|cuda]\n"
+    "           [--max-model-len N]\n"
     "  version\n";
 
 }  // namespace

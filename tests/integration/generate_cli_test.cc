@@ -28,6 +28,16 @@ TEST(GenerateCliTest, GreedyContinuationOfStories260kMatchesReference) {
   EXPECT_NE(r.stderr_text.find("tok/s"), std::string::npos);
 }
 
+TEST(GenerateCliTest, StopStringEndsTheOutputBeforeIt) {
+  if (!strata::FileExists(kModelDir)) GTEST_SKIP() << kModelDir << " is absent";
+  // Greedy continuation: ", there was a little girl named Lily. She loved to play outside ..."
+  RunResult r = RunStrata("generate --model " + kModelDir +
+                          " --prompt 'Once upon a time' --max-tokens 48 --stop 'named Lily'");
+  ASSERT_EQ(r.exit_code, 0) << r.stderr_text;
+  EXPECT_EQ(r.stdout_text, ", there was a little girl \n");
+  EXPECT_NE(r.stderr_text.find("finish: stop"), std::string::npos) << r.stderr_text;
+}
+
 TEST(GenerateCliTest, SeededSamplingIsReproducibleAndSeedsDiffer) {
   if (!strata::FileExists(kModelDir)) GTEST_SKIP() << kModelDir << " is absent";
   std::string base = "generate --model " + kModelDir +
