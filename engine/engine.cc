@@ -106,10 +106,20 @@ absl::StatusOr<Engine::Submission> Engine::Submit(RequestOptions options) {
                options.max_tokens, ") exceeds the maximum model length ", max_model_len()));
   }
   RETURN_IF_ERROR(options.sampling.Validate());
-  Submission s{.id = next_id_++, .channel = std::make_shared<OutputChannel>()};
+  if (options.n < 1 || options.n > config_.scheduler.max_num_seqs) {
+    return absl::InvalidArgumentError(StrCat("n must be in [1, ", config_.scheduler.max_num_seqs,
+                                             "], got ", options.n));
+  }
+  Submission s;
+  for (int32_t i = 0; i < options.n; ++i) {
+    s.ids.push_back(next_id_++);
+    s.channels.push_back(std::make_shared<OutputChannel>());
+  }
+  s.id = s.ids[0];
+  s.channel = s.channels[0];
   {
     std::lock_guard<std::mutex> lock(mu_);
-    inbox_.push_back({s.id, std::move(options), s.channel});
+    inbox_.push_back({s.ids, std::move(options), s.channels});
   }
   cv_.notify_one();
   return s;
@@ -128,14 +138,17 @@ EngineStats Engine::Stats() const {
   return stats_;
 }
 
-void Engine::Admit(Pending p) {
+std::unique_ptr<Sequence> Engine::MakeSequence(RequestId id, const RequestOptions& o,
+                                               int32_t sibling) const {
   auto seq = std::make_unique<Sequence>();
-  seq->id = p.id;
-  seq->tokens = std::move(p.options.prompt_ids);
+  seq->id = id;
+  seq->tokens = o.prompt_ids;
   seq->num_prompt_tokens = static_cast<int64_t>(seq->tokens.size());
-  seq->max_tokens = p.options.max_tokens;
-  seq->stop_token_ids = std::move(p.options.stop_token_ids);
-  seq->sampler = std::make_unique<Sampler>(p.options.sampling);
+  seq->max_tokens = o.max_tokens;
+  seq->stop_token_ids = o.stop_token_ids;
+  SamplingParams sampling = o.sampling;
+  if (sampling.seed) *sampling.seed += static_cast<uint64_t>(sibling);
+  seq->sampler = std::make_unique<Sampler>(sampling);
   seq->prefix_seed = kvcache::SeedHash(
       {.model_id = model_.name,
        .weights_fingerprint_hi = model_.weights.fingerprint_hi,
@@ -143,9 +156,17 @@ void Engine::Admit(Pending p) {
        .tokenizer_fingerprint = model_.tokenizer ? model_.tokenizer->fingerprint() : 0,
        .codec = "fp32",
        .block_size = config_.block_size,
-       .cache_salt = std::move(p.options.cache_salt)});
-  channels_[p.id] = std::move(p.channel);
-  scheduler_->Add(std::move(seq));
+       .cache_salt = o.cache_salt});
+  return seq;
+}
+
+void Engine::Admit(Pending p) {
+  for (size_t i = 0; i < p.ids.size(); ++i) {
+    auto seq = MakeSequence(p.ids[i], p.options, static_cast<int32_t>(i));
+    if (i > 0) seq->fork_parent = p.ids[0];
+    channels_[p.ids[i]] = std::move(p.channels[i]);
+    scheduler_->Add(std::move(seq));
+  }
 }
 
 bool Engine::DrainInbox(bool block) {

@@ -47,6 +47,8 @@ struct RequestOptions {
   SamplingParams sampling;
   std::vector<int32_t> stop_token_ids;
   std::optional<std::string> cache_salt;  // isolates prefix-cache entries (tenants)
+  int32_t n = 1;  // completions of the prompt; siblings share its KV blocks. With a seed,
+                  // sibling i samples with seed + i.
 };
 
 // One event per generated token; the last one carries the finish reason.
@@ -87,8 +89,10 @@ class Engine {
   ~Engine();
 
   struct Submission {
-    RequestId id;
-    std::shared_ptr<OutputChannel> channel;
+    RequestId id;                            // the first completion
+    std::shared_ptr<OutputChannel> channel;  // the first completion's events
+    std::vector<RequestId> ids;              // all n completions, in order
+    std::vector<std::shared_ptr<OutputChannel>> channels;
   };
   // Validates (empty prompt, ids outside the vocabulary, length over max_model_len, bad
   // sampling) and queues the request; nothing is queued on error.
@@ -100,15 +104,17 @@ class Engine {
 
  private:
   struct Pending {
-    RequestId id;
+    std::vector<RequestId> ids;  // n of them
     RequestOptions options;
-    std::shared_ptr<OutputChannel> channel;
+    std::vector<std::shared_ptr<OutputChannel>> channels;
   };
   Engine(const Model& model, const EngineConfig& config);
   absl::Status Init();
   void Loop();
   bool DrainInbox(bool block);
   void Admit(Pending pending);
+  std::unique_ptr<Sequence> MakeSequence(RequestId id, const RequestOptions& options,
+                                         int32_t sibling) const;
   absl::Status Step();
   void FailAll(const absl::Status& status);
   void PublishStats(int64_t num_steps, int64_t num_generated_tokens);

@@ -74,7 +74,9 @@ void Scheduler::ScheduleWaiting(StepPlan* plan, int64_t* budget) {
   while (!waiting_.empty() && *budget > 0 &&
          static_cast<int32_t>(running_.size()) < config_.max_num_seqs) {
     Sequence& seq = *seqs_.at(waiting_.front());
-    const int64_t cached = kv_->AttachCachedPrefix(seq.id, seq.prefix_seed, seq.tokens);
+    const std::optional<int64_t> attached = AttachKv(seq);
+    if (!attached) return;  // FCFS: siblings wait right behind their parent
+    const int64_t cached = *attached;
     const int64_t remaining = static_cast<int64_t>(seq.tokens.size()) - cached;
     const int64_t num_new = std::min(remaining, *budget);
     if (!kv_->Reserve(seq.id, cached + num_new)) {
@@ -82,6 +84,7 @@ void Scheduler::ScheduleWaiting(StepPlan* plan, int64_t* budget) {
       return;
     }
     seq.num_computed_tokens = cached;
+    seq.fork_parent.reset();
     if (seq.num_preemptions == 0) seq.num_cached_tokens = cached;
     waiting_.pop_front();
     running_.push_back(seq.id);
@@ -89,6 +92,21 @@ void Scheduler::ScheduleWaiting(StepPlan* plan, int64_t* budget) {
                           .sample = num_new == remaining});
     *budget -= num_new;
   }
+}
+
+std::optional<int64_t> Scheduler::AttachKv(Sequence& seq) {
+  if (seq.fork_parent) {
+    const Sequence* parent = Find(*seq.fork_parent);
+    if (parent != nullptr && kv_->Contains(parent->id)) {
+      if (parent->num_computed_tokens < parent->num_prompt_tokens) return std::nullopt;
+      // Full blocks only, and at least one token left so the sibling gets its own logits.
+      const int64_t bs = kv_->layout().block_size;
+      const int64_t shared = (seq.num_prompt_tokens - 1) / bs * bs;
+      kv_->Fork(parent->id, seq.id, shared);
+      return shared;
+    }
+  }
+  return kv_->AttachCachedPrefix(seq.id, seq.prefix_seed, seq.tokens);
 }
 
 StepPlan Scheduler::Schedule() {

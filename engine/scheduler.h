@@ -18,6 +18,7 @@
 #include <cstdint>
 #include <deque>
 #include <memory>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -49,6 +50,9 @@ struct Sequence {
   kvcache::BlockHash prefix_seed;     // SeedHash of model, codec and cache_salt
   std::unique_ptr<Sampler> sampler;
   int64_t num_preemptions = 0;
+  // n > 1: a sibling admitted once this parent's prompt is computed, sharing its full prompt
+  // blocks (KvCacheManager::Fork) and computing only the last partial block itself.
+  std::optional<RequestId> fork_parent;
   std::string finish_reason;          // "length" | "stop" | "abort"; empty while running
 
   int64_t num_output_tokens() const {
@@ -102,6 +106,9 @@ class Scheduler {
   // Frees the newest running sequence's KV and puts it at the front of the waiting queue.
   RequestId PreemptNewest();
   bool Finished(Sequence& seq, int32_t token) const;
+  // Registers `seq` in the KV cache (fork, or prefix-cache lookup) and returns its computed
+  // tokens; nullopt when it must wait (its fork parent is still computing the prompt).
+  std::optional<int64_t> AttachKv(Sequence& seq);
   void Remove(RequestId id);
 
   SchedulerConfig config_;

@@ -222,3 +222,52 @@ TEST(EngineTest, StopTokenEndsWithStop) {
 
 }  // namespace
 }  // namespace strata::engine
+
+namespace strata::engine {
+namespace {
+
+// n > 1: siblings fork the parent's full prompt blocks; each completion must equal a solo run
+// (greedy: identical; seeded: sibling i == a solo run with seed + i), with caching on and off.
+TEST(EngineTest, ParallelCompletionsShareThePromptAndMatchSoloRuns) {
+  auto model = LoadOrSkip("synthetic:tiny");
+  for (bool caching : {true, false}) {
+    EngineConfig c = SmallConfig();
+    c.enable_prefix_caching = caching;
+    auto engine = Engine::Create(*model, c);
+    ASSERT_TRUE(engine.ok());
+    std::vector<int32_t> prompt = VariedPrompts(1, 512, 5)[0];
+    prompt.resize(14);
+    RequestOptions sampled = Greedy(prompt, 12);
+    sampled.sampling.temperature = 1.0f;
+    sampled.sampling.seed = 100;
+    std::vector<Output> solo;
+    for (uint64_t i = 0; i < 3; ++i) {
+      RequestOptions one = sampled;
+      one.sampling.seed = 100 + i;
+      solo.push_back(Drain(*(*engine)->Submit(one)->channel));
+    }
+    sampled.n = 3;
+    auto sub = (*engine)->Submit(sampled);
+    ASSERT_TRUE(sub.ok());
+    ASSERT_EQ(sub->channels.size(), 3u);
+    for (int i = 0; i < 3; ++i) {
+      EXPECT_EQ(Drain(*sub->channels[i]).tokens, solo[i].tokens) << "sibling " << i << " caching "
+                                                                 << caching;
+    }
+    EXPECT_NE(solo[0].tokens, solo[1].tokens);  // the seeds really differ
+    RequestOptions greedy = Greedy(prompt, 12);
+    greedy.n = 4;
+    auto g = *(*engine)->Submit(greedy);
+    Output first = Drain(*g.channels[0]);
+    for (int i = 1; i < 4; ++i) EXPECT_EQ(Drain(*g.channels[i]).tokens, first.tokens);
+    EngineStats stats = (*engine)->Stats();
+    EXPECT_EQ(stats.num_free_pages, stats.num_pages);
+    EXPECT_EQ((*engine)->Submit([&] { RequestOptions o = greedy; o.n = 0; return o; }())
+                  .status()
+                  .code(),
+              absl::StatusCode::kInvalidArgument);
+  }
+}
+
+}  // namespace
+}  // namespace strata::engine
