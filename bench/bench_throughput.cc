@@ -193,6 +193,14 @@ struct Limits {
   }
 };
 
+// Runs `f` on a thread that exits afterwards, so the OpenMP team it creates is torn down and
+// does not sit next to the engine thread's team (libgomp then treats the process as
+// oversubscribed and stops spin-waiting, which slows every kernel).
+template <typename F>
+void OnOwnThread(F f) {
+  std::thread(f).join();
+}
+
 Limits MeasureLimits(const engine::Model& model, int threads) {
   const ModelConfig& c = model.config;
   auto dev = kernels::MakeCpuDevice({.threads = threads});
@@ -222,13 +230,54 @@ Json RowJson(const Workload& w, const RunResult& r, const Limits& l, bool cachin
               {"preemptions", r.preemptions}};
 }
 
-void PrintRow(const Workload& w, const RunResult& r, const Limits& l, const char* note) {
-  const double limit = l.StepSeconds(w);
-  std::printf("  %6d %10.1f %10.1f %12.1f %12.1f %9.1f%% %8lld %6lld  %s\n", w.concurrency,
-              r.wall_s, r.output_tokens / r.wall_s, r.decode_step_s * 1e3, limit * 1e3,
-              100.0 * limit / r.decode_step_s, static_cast<long long>(r.cached_tokens),
-              static_cast<long long>(r.preemptions), note);
-  std::fflush(stdout);
+struct Row {
+  Workload workload;
+  RunResult result;
+  bool caching = true;
+  const char* note = "";
+};
+
+// Prints the table and returns its rows as JSON.
+Json PrintTable(const std::string& model, int64_t input_tokens, int64_t output_tokens,
+                const Limits& l, const std::vector<Row>& rows) {
+  std::printf("\noffline throughput (W4): %s, %d threads, input %lld, output %lld tokens, greedy\n",
+              model.c_str(), omp_get_max_threads(), static_cast<long long>(input_tokens),
+              static_cast<long long>(output_tokens));
+  std::printf("  memory bandwidth %.2f GB/s (memcpy, read+write), GEMM rate %.1f GFLOP/s (bf16), "
+              "weights %.1f MB/step, KV %.1f KB/token\n",
+              l.bandwidth / 1e9, l.gemm_rate / 1e9, l.weight_bytes / 1e6,
+              l.kv_bytes_per_token / 1e3);
+  std::printf("\n  %6s %10s %10s %12s %12s %10s %8s %6s\n", "seqs", "wall s", "out tok/s",
+              "step ms", "limit ms", "of limit", "cached", "preem");
+  Json json = Json::array();
+  for (const Row& row : rows) {
+    const Workload& w = row.workload;
+    const RunResult& r = row.result;
+    const double limit = l.StepSeconds(w);
+    std::printf("  %6d %10.1f %10.1f %12.1f %12.1f %9.1f%% %8lld %6lld  %s\n", w.concurrency,
+                r.wall_s, r.output_tokens / r.wall_s, r.decode_step_s * 1e3, limit * 1e3,
+                100.0 * limit / r.decode_step_s, static_cast<long long>(r.cached_tokens),
+                static_cast<long long>(r.preemptions), row.note);
+    json.push_back(RowJson(w, r, l, row.caching));
+  }
+  return json;
+}
+
+engine::EngineConfig MakeEngineConfig(int threads, int max_concurrency, int64_t input_tokens,
+                                      int64_t output_tokens) {
+  engine::EngineConfig config;
+  config.backend = "cpu";
+  config.threads = threads;
+  config.scheduler.max_num_seqs = max_concurrency;
+  // Room for the prefill of a few prompts per step next to the decodes of the whole batch.
+  config.scheduler.max_batch_tokens = std::max<int64_t>(2048, input_tokens + max_concurrency);
+  config.max_model_len = input_tokens + output_tokens + 16;
+  return config;
+}
+
+void WriteJson(const Json& out) {
+  std::filesystem::create_directories("bench/results");
+  std::ofstream("bench/results/throughput.json") << out.dump(2) << "\n";
 }
 
 int Run(int argc, char** argv) {
@@ -247,28 +296,18 @@ int Run(int argc, char** argv) {
     return 1;
   }
   const int max_concurrency = *std::max_element(concurrency.begin(), concurrency.end());
-  const Limits limits = MeasureLimits(**model, threads);
+  // Measured before and after the runs, the better of each: the limit is a ceiling, and other
+  // processes on a shared machine only ever push a measurement below it.
+  Limits limits;  // on a short-lived thread: see OnOwnThread
+  OnOwnThread([&] { limits = MeasureLimits(**model, threads); });
 
-  engine::EngineConfig config;
-  config.backend = "cpu";
-  config.threads = threads;
-  config.scheduler.max_num_seqs = max_concurrency;
-  config.scheduler.max_batch_tokens = std::max<int64_t>(2048, input_tokens + max_concurrency);
-  config.max_model_len = input_tokens + output_tokens + 16;
-
-  std::printf("\noffline throughput (W4): %s, %d threads, input %lld, output %lld tokens, greedy\n",
-              args["model"].c_str(), omp_get_max_threads(), static_cast<long long>(input_tokens),
-              static_cast<long long>(output_tokens));
-  std::printf("  memory bandwidth %.2f GB/s (memcpy, read+write), GEMM rate %.1f GFLOP/s (bf16), "
-              "weights %.1f MB/step, KV %.1f KB/token\n",
-              limits.bandwidth / 1e9, limits.gemm_rate / 1e9, limits.weight_bytes / 1e6,
-              limits.kv_bytes_per_token / 1e3);
-  std::printf("\n  %6s %10s %10s %12s %12s %10s %8s %6s\n", "seqs", "wall s", "out tok/s",
-              "step ms", "limit ms", "of limit", "cached", "preem");
+  const engine::EngineConfig config =
+      MakeEngineConfig(threads, max_concurrency, input_tokens, output_tokens);
 
   std::mt19937_64 rng(std::stoull(args["seed"]));
-  Json rows = Json::array();
+  std::vector<Row> rows;
   auto run = [&](const Workload& w, bool caching, const char* note) -> std::optional<RunResult> {
+    std::fprintf(stderr, "running %d seqs, %s\n", w.concurrency, note);
     engine::EngineConfig c = config;
     c.enable_prefix_caching = caching;
     auto r = RunOnce(**model, c, w, rng);
@@ -276,30 +315,42 @@ int Run(int argc, char** argv) {
       std::fprintf(stderr, "run failed: %s\n", std::string(r.status().message()).c_str());
       return std::nullopt;
     }
-    PrintRow(w, *r, limits, note);
-    rows.push_back(RowJson(w, *r, limits, caching));
+    rows.push_back({w, *r, caching, note});
     return *r;
   };
   for (int n : concurrency) {
     if (!run({n, input_tokens, output_tokens}, true, "caching on")) return 1;
   }
-  // Off and on back to back, so that drift of the shared machine hits both alike.
+  // Off and on alternate twice and the best of each counts, so that a noisy shared machine
+  // (other processes come and go) hits both alike.
   const Workload largest{max_concurrency, input_tokens, output_tokens};
-  auto off = run(largest, false, "caching off");
-  auto on = run(largest, true, "caching on (repeat)");
-  if (!off || !on) return 1;
-  const double ratio = (on->output_tokens / on->wall_s) / (off->output_tokens / off->wall_s);
-  std::printf("\n  prefix caching on / off at %d seqs, 0%% hits: %.3f of the throughput "
-              "(target > 0.98)\n", max_concurrency, ratio);
+  double best_off = 0, best_on = 0;
+  for (int pass = 0; pass < 2; ++pass) {
+    auto off = run(largest, false, "caching off");
+    auto on = run(largest, true, "caching on (repeat)");
+    if (!off || !on) return 1;
+    best_off = std::max(best_off, off->output_tokens / off->wall_s);
+    best_on = std::max(best_on, on->output_tokens / on->wall_s);
+  }
+  Limits after;
+  OnOwnThread([&] { after = MeasureLimits(**model, threads); });
+  std::printf("\nlimits measured before / after the runs: %.2f / %.2f GB/s, %.1f / %.1f GFLOP/s "
+              "(the better of each is used)\n", limits.bandwidth / 1e9, after.bandwidth / 1e9,
+              limits.gemm_rate / 1e9, after.gemm_rate / 1e9);
+  limits.bandwidth = std::max(limits.bandwidth, after.bandwidth);
+  limits.gemm_rate = std::max(limits.gemm_rate, after.gemm_rate);
+  const Json rows_json = PrintTable(args["model"], input_tokens, output_tokens, limits, rows);
+  const double ratio = best_on / best_off;
+  std::printf("\n  prefix caching on / off at %d seqs, 0%% hits, best of 2 each: %.3f of the "
+              "throughput (target > 0.98)\n", max_concurrency, ratio);
 
   Json out{{"workload", "W4"}, {"model", args["model"]}, {"threads", omp_get_max_threads()},
            {"input_tokens", input_tokens}, {"output_tokens", output_tokens},
            {"bandwidth_bytes_per_s", limits.bandwidth}, {"gemm_flops_per_s", limits.gemm_rate},
            {"weight_bytes_per_step", limits.weight_bytes},
-           {"kv_bytes_per_token", limits.kv_bytes_per_token}, {"runs", rows},
+           {"kv_bytes_per_token", limits.kv_bytes_per_token}, {"runs", rows_json},
            {"caching_on_over_off", ratio}};
-  std::filesystem::create_directories("bench/results");
-  std::ofstream("bench/results/throughput.json") << out.dump(2) << "\n";
+  WriteJson(out);
   return 0;
 }
 

@@ -4,6 +4,7 @@
 #include <array>
 #include <cmath>
 #include <cstring>
+#include <thread>
 #include <utility>
 
 #include "xxhash.h"
@@ -185,25 +186,30 @@ class WeightBuilder {
     weights_.owned.resize(first_buffer + jobs_.size());
     const int64_t num_jobs = static_cast<int64_t>(jobs_.size());
     const int64_t num_chunks = static_cast<int64_t>(chunks.size());
+    // The fill runs on a short-lived thread so that its OpenMP team dies with it: libgomp keeps a
+    // master thread's team alive, and an idle extra team makes the engine thread's team count as
+    // oversubscribed on a small machine, which cuts its spin-waiting and slows every kernel.
+    std::thread([&] {
 #pragma omp parallel
-    {
+      {
 #pragma omp for schedule(dynamic)
-      for (int64_t j = 0; j < num_jobs; ++j) {
-        Job& job = jobs_[j];
-        if (job.view == nullptr) continue;
-        std::vector<uint8_t>& buffer = weights_.owned[first_buffer + j];
-        buffer.resize(static_cast<size_t>(job.n) * DTypeSize(job.dtype));
-        job.out = buffer.data();
-        job.view->data = buffer.data();
-      }
+        for (int64_t j = 0; j < num_jobs; ++j) {
+          Job& job = jobs_[j];
+          if (job.view == nullptr) continue;
+          std::vector<uint8_t>& buffer = weights_.owned[first_buffer + j];
+          buffer.resize(static_cast<size_t>(job.n) * DTypeSize(job.dtype));
+          job.out = buffer.data();
+          job.view->data = buffer.data();
+        }
 #pragma omp for schedule(dynamic)
-      for (int64_t c = 0; c < num_chunks; ++c) {
-        const Job& job = jobs_[chunks[c].first];
-        const int64_t begin = chunks[c].second;
-        FillRange(job.out, job.dtype, begin, std::min(job.n, begin + kFillChunk), job.stream,
-                  job.bound);
+        for (int64_t c = 0; c < num_chunks; ++c) {
+          const Job& job = jobs_[chunks[c].first];
+          const int64_t begin = chunks[c].second;
+          FillRange(job.out, job.dtype, begin, std::min(job.n, begin + kFillChunk), job.stream,
+                    job.bound);
+        }
       }
-    }
+    }).join();
     std::erase_if(weights_.owned, [](const std::vector<uint8_t>& b) { return b.empty(); });
   }
 
