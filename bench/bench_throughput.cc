@@ -34,6 +34,7 @@
 #include "common/json.h"
 #include "engine/engine.h"
 #include "engine/model.h"
+#include "bench/bench_limits.h"
 
 namespace strata::bench {
 namespace {
@@ -58,48 +59,8 @@ std::vector<int> ParseIntList(const std::string& text) {
 // The three helpers below are the same measurements as bench_single_stream.cc's (copied; they
 // belong in a shared bench header).
 
-// Bytes moved per second (read + write) by a memcpy of `bytes`, split across the OpenMP threads.
-double MeasureCopyBandwidth(size_t bytes, int repeats) {
-  std::vector<char> src(bytes, 1), dst(bytes, 0);
-  double best = 1e30;
-  for (int r = 0; r < repeats + 1; ++r) {
-    double t0 = NowSeconds();
-#pragma omp parallel
-    {
-      size_t n = omp_get_num_threads(), i = omp_get_thread_num();
-      size_t chunk = bytes / n, begin = i * chunk, len = (i + 1 == n) ? bytes - begin : chunk;
-      std::memcpy(dst.data() + begin, src.data() + begin, len);
-    }
-    double t = NowSeconds() - t0;
-    if (r > 0) best = std::min(best, t);  // the first pass faults the pages in
-  }
-  return 2.0 * bytes / best;
-}
 
-// FLOP/s of the device's bf16 GEMM c[m,n] = a[m,k] * b[n,k]^T.
-double MeasureGemmRate(kernels::Device& dev, int64_t m, int64_t n, int64_t k, int repeats) {
-  std::vector<uint16_t> w(n * k, F32ToBf16(0.01f));
-  std::vector<float> a(m * k, 0.5f), c(m * n);
-  kernels::GemmParams p{.a = a.data(),
-                        .b = {.data = w.data(), .dtype = DType::kBF16, .rows = n, .cols = k},
-                        .c = c.data(), .m = m};
-  CHECK_OK(dev.Gemm(p));  // warm-up: primitive creation
-  double best = 1e30;
-  for (int r = 0; r < repeats; ++r) {
-    double t0 = NowSeconds();
-    CHECK_OK(dev.Gemm(p));
-    best = std::min(best, NowSeconds() - t0);
-  }
-  return 2.0 * m * n * k / best;
-}
 
-// Matrix parameters touched per token (every projection and the lm_head, not the embedding gather).
-int64_t MatmulParams(const ModelConfig& c) {
-  int64_t q = c.num_heads * c.head_dim, kv = c.num_kv_heads * c.head_dim;
-  int64_t per_layer = c.hidden_size * (q + 2 * kv) + q * c.hidden_size +
-                      3 * c.hidden_size * c.intermediate_size;
-  return per_layer * c.num_layers + c.vocab_size * c.hidden_size;
-}
 
 struct Workload {
   int concurrency = 1;
