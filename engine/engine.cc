@@ -3,10 +3,20 @@
 #include <algorithm>
 
 #include "common/logging.h"
+#include "engine/logprobs.h"
 #include "engine/local_runtime.h"
 #include "engine/step_batch.h"
 
 namespace strata::engine {
+namespace {
+
+TokenEvent Aborted() {
+  TokenEvent e;
+  e.finish_reason = "abort";
+  return e;
+}
+
+}  // namespace
 
 void OutputChannel::Push(TokenEvent event) {
   {
@@ -146,6 +156,7 @@ std::unique_ptr<Sequence> Engine::MakeSequence(RequestId id, const RequestOption
   seq->num_prompt_tokens = static_cast<int64_t>(seq->tokens.size());
   seq->max_tokens = o.max_tokens;
   seq->stop_token_ids = o.stop_token_ids;
+  seq->num_logprobs = o.logprobs;
   SamplingParams sampling = o.sampling;
   if (sampling.seed) *sampling.seed += static_cast<uint64_t>(sibling);
   seq->sampler = std::make_unique<Sampler>(sampling);
@@ -164,7 +175,7 @@ void Engine::Admit(Pending p) {
   for (size_t i = 0; i < p.ids.size(); ++i) {
     auto seq = MakeSequence(p.ids[i], p.options, static_cast<int32_t>(i));
     if (i > 0) seq->fork_parent = p.ids[0];
-    channels_[p.ids[i]] = std::move(p.channels[i]);
+    routes_[p.ids[i]] = {std::move(p.channels[i]), p.options.notify};
     scheduler_->Add(std::move(seq));
   }
 }
@@ -185,10 +196,7 @@ bool Engine::DrainInbox(bool block) {
     if (scheduler_->Abort(id)) aborted.push_back(id);
   }
   if (!aborted.empty()) PublishStats(0, 0);
-  for (RequestId id : aborted) {
-    channels_[id]->Push({.finish_reason = "abort"});
-    channels_.erase(id);
-  }
+  for (RequestId id : aborted) Deliver(id, Aborted());
   return true;
 }
 
@@ -206,27 +214,54 @@ absl::Status Engine::Step() {
   StepBatch batch;
   batch.Build(plan, *scheduler_, *kv_);
   BatchInput input = batch.input();
-  const int64_t vocab = model_.config.vocab_size;
-  logits_.resize(input.logit_rows.size() * vocab);
+  logits_.resize(input.logit_rows.size() * model_.config.vocab_size);
   RETURN_IF_ERROR(runner_->Forward(input, logits_));
+  std::unordered_map<RequestId, TokenEvent> extra;  // per sampled row: timing, logprobs
+  std::vector<int32_t> sampled = SampleRows(plan, &extra);
+  std::vector<SeqEvent> events = scheduler_->Update(plan, sampled);
+  // Stats first: a client that saw its last token must see a snapshot that includes it.
+  PublishStats(/*num_steps=*/1, static_cast<int64_t>(sampled.size()));
+  for (SeqEvent& e : events) {
+    TokenEvent out = extra.count(e.id) ? std::move(extra[e.id]) : TokenEvent{};
+    out.token = e.token;
+    out.finish_reason = e.finish_reason;
+    out.num_cached_tokens = e.num_cached_tokens;
+    Deliver(e.id, std::move(out));
+  }
+  return absl::OkStatus();
+}
+
+std::vector<int32_t> Engine::SampleRows(const StepPlan& plan,
+                                        std::unordered_map<RequestId, TokenEvent>* events) {
+  const int64_t vocab = model_.config.vocab_size;
   std::vector<int32_t> sampled;
   for (const ScheduledSeq& s : plan.seqs) {
     if (!s.sample) continue;
     const Sequence& seq = *scheduler_->Find(s.id);
     std::span<const int32_t> all(seq.tokens);
     std::span<float> row(logits_.data() + sampled.size() * vocab, vocab);
-    sampled.push_back(seq.sampler->Sample(row, all.first(seq.num_prompt_tokens),
-                                          all.subspan(seq.num_prompt_tokens)));
+    std::optional<LogSoftmaxRow> raw;
+    if (seq.num_logprobs >= 0) raw = LogSoftmaxRow(row);  // before Sample edits the row
+    const int32_t token = seq.sampler->Sample(row, all.first(seq.num_prompt_tokens),
+                                              all.subspan(seq.num_prompt_tokens));
+    sampled.push_back(token);
+    TokenEvent& e = (*events)[s.id];
+    e.first_scheduled_at = seq.first_scheduled_at;
+    if (raw) {
+      e.logprob = TokenLogprob{token, raw->LogProb(token)};
+      e.top_logprobs = raw->Top(seq.num_logprobs);
+    }
   }
-  std::vector<SeqEvent> events = scheduler_->Update(plan, sampled);
-  // Stats first: a client that saw its last token must see a snapshot that includes it.
-  PublishStats(/*num_steps=*/1, static_cast<int64_t>(sampled.size()));
-  for (SeqEvent& e : events) {
-    channels_[e.id]->Push({.token = e.token, .finish_reason = e.finish_reason,
-                           .num_cached_tokens = e.num_cached_tokens});
-    if (!e.finish_reason.empty()) channels_.erase(e.id);
-  }
-  return absl::OkStatus();
+  return sampled;
+}
+
+void Engine::Deliver(RequestId id, TokenEvent event) {
+  auto it = routes_.find(id);
+  if (it == routes_.end()) return;
+  const bool last = !event.finish_reason.empty();
+  it->second.channel->Push(std::move(event));
+  if (it->second.notify) it->second.notify();
+  if (last) routes_.erase(it);
 }
 
 void Engine::PublishStats(int64_t num_steps, int64_t num_generated_tokens) {
@@ -243,11 +278,17 @@ void Engine::FailAll(const absl::Status& status) {
   if (!status.ok() && status.code() != absl::StatusCode::kCancelled) {
     LOG_ERROR("engine step failed, aborting every request: {}", std::string(status.message()));
   }
-  for (auto& [id, channel] : channels_) {
-    scheduler_->Abort(id);
-    channel->Push({.finish_reason = "abort"});
+  if (!status.ok() && status.code() != absl::StatusCode::kCancelled) {
+    std::lock_guard<std::mutex> lock(mu_);
+    ++stats_.num_step_errors;
   }
-  channels_.clear();
+  std::vector<RequestId> ids;
+  for (const auto& [id, route] : routes_) ids.push_back(id);
+  for (RequestId id : ids) {
+    scheduler_->Abort(id);
+    Deliver(id, Aborted());
+  }
+  PublishStats(0, 0);
 }
 
 }  // namespace strata::engine

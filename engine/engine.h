@@ -12,6 +12,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -49,6 +50,18 @@ struct RequestOptions {
   std::optional<std::string> cache_salt;  // isolates prefix-cache entries (tenants)
   int32_t n = 1;  // completions of the prompt; siblings share its KV blocks. With a seed,
                   // sibling i samples with seed + i.
+  // -1: no logprobs. k >= 0: each event carries the sampled token's logprob and the k most
+  // likely tokens' (log-softmax of the raw model logits, before penalties and temperature).
+  int32_t logprobs = -1;
+  // Called on the engine thread after events were pushed to any of this request's channels, so a
+  // front end can drain them on its own executor instead of blocking a thread on Pop(). Must be
+  // cheap and must not block or call back into the engine.
+  std::function<void()> notify;
+};
+
+struct TokenLogprob {
+  int32_t token = -1;
+  float logprob = 0.0f;
 };
 
 // One event per generated token; the last one carries the finish reason.
@@ -56,6 +69,9 @@ struct TokenEvent {
   int32_t token = -1;            // -1 when the request ended without a new token (abort)
   std::string finish_reason;     // "" | "length" | "stop" | "abort"
   int64_t num_cached_tokens = 0; // prompt tokens served from the prefix cache
+  double first_scheduled_at = 0; // NowSeconds() when the request first joined a step
+  std::optional<TokenLogprob> logprob;  // the sampled token's, when requested
+  std::vector<TokenLogprob> top_logprobs;  // the k most likely, descending
 };
 
 // Single-producer (engine thread) / single-consumer (front end) queue of a request's events.
@@ -79,6 +95,7 @@ struct EngineStats {
   int64_t num_steps = 0;
   int64_t num_preemptions = 0;
   int64_t num_generated_tokens = 0;
+  int64_t num_step_errors = 0;  // forward passes that failed (their requests were aborted)
 };
 
 class Engine {
@@ -116,6 +133,11 @@ class Engine {
   std::unique_ptr<Sequence> MakeSequence(RequestId id, const RequestOptions& options,
                                          int32_t sibling) const;
   absl::Status Step();
+  // Samples every row of the step; `events` gets each sampled sequence's timing and, when it
+  // asked, its logprobs.
+  std::vector<int32_t> SampleRows(const StepPlan& plan,
+                                  std::unordered_map<RequestId, TokenEvent>* events);
+  void Deliver(RequestId id, TokenEvent event);
   void FailAll(const absl::Status& status);
   void PublishStats(int64_t num_steps, int64_t num_generated_tokens);
 
@@ -125,7 +147,11 @@ class Engine {
   std::unique_ptr<ModelRunner> runner_;
   std::unique_ptr<kvcache::KvCacheManager> kv_;   // engine thread only
   std::unique_ptr<Scheduler> scheduler_;          // engine thread only
-  std::unordered_map<RequestId, std::shared_ptr<OutputChannel>> channels_;  // engine thread only
+  struct Route {
+    std::shared_ptr<OutputChannel> channel;
+    std::function<void()> notify;
+  };
+  std::unordered_map<RequestId, Route> routes_;   // engine thread only
   std::vector<float> logits_;                     // engine thread only
 
   mutable std::mutex mu_;

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "common/clock.h"
+
 namespace strata::engine {
 
 absl::Status SchedulerConfig::Validate() const {
@@ -86,6 +88,7 @@ void Scheduler::ScheduleWaiting(StepPlan* plan, int64_t* budget) {
     seq.num_computed_tokens = cached;
     seq.fork_parent.reset();
     if (seq.num_preemptions == 0) seq.num_cached_tokens = cached;
+    if (seq.first_scheduled_at == 0) seq.first_scheduled_at = NowSeconds();
     waiting_.pop_front();
     running_.push_back(seq.id);
     plan->seqs.push_back({.id = seq.id, .start = cached, .num_new_tokens = num_new,

@@ -54,6 +54,8 @@ struct Sequence {
   // blocks (KvCacheManager::Fork) and computing only the last partial block itself.
   std::optional<RequestId> fork_parent;
   std::string finish_reason;          // "length" | "stop" | "abort"; empty while running
+  int32_t num_logprobs = -1;          // -1: none; else top-k logprobs per sampled token
+  double first_scheduled_at = 0;      // NowSeconds() of the first step that carried it
 
   int64_t num_output_tokens() const {
     return static_cast<int64_t>(tokens.size()) - num_prompt_tokens;
