@@ -71,6 +71,9 @@ TEST(EngineLogprobsTest, GreedyTokensAreTopOneAndMatchReferenceLogitGaps) {
     if (!events.back().finish_reason.empty()) break;
   }
   ASSERT_EQ(events.size(), 16u);
+  // notify runs on the engine thread after each Deliver, so the last call may still be in flight
+  // when the consumer pops the final event; joining the engine thread settles the count.
+  engine->reset();
   EXPECT_EQ(notified.load(), 16);
   auto continuation = p["continuation_ids"].get<std::vector<int32_t>>();
   for (size_t i = 0; i < events.size(); ++i) {
