@@ -20,7 +20,9 @@ ifneq ($(LABELS),)
 CTEST_ARGS += -L $(LABELS)
 endif
 
-.PHONY: all deps configure build run test bench clean
+NODE_CLIENTS := tests/integration/node
+
+.PHONY: all deps configure build run test bench clean node-clients
 all: build
 
 deps:
@@ -37,7 +39,11 @@ build: configure
 run: build
 	$(BUILD_DIR)/bin/strata serve --config $(CONFIG) $(if $(MODEL),--model $(MODEL),)
 
-test: build
+# The official openai npm client the integration tests drive (pinned by package-lock.json).
+node-clients: deps
+	@[[ -d $(NODE_CLIENTS)/node_modules/openai ]] || npm ci --prefix $(NODE_CLIENTS) --no-audit --no-fund
+
+test: build node-clients
 	cd $(BUILD_DIR) && ctest -j $(JOBS) $(CTEST_ARGS)
 
 bench: build

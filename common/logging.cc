@@ -6,9 +6,13 @@
 
 namespace strata {
 
-void InitLogging(std::string_view level) {
+void InitLogging(std::string_view level, std::string_view format) {
   auto logger = spdlog::stderr_color_mt("strata");
-  logger->set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%L%$ %v");
+  if (format == "json") {
+    logger->set_pattern(R"({"time":"%Y-%m-%dT%H:%M:%S.%e","level":"%l","msg":"%v"})");
+  } else {
+    logger->set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%L%$ %v");
+  }
   logger->set_level(spdlog::level::from_str(std::string(level)));
   spdlog::set_default_logger(logger);
 }

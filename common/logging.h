@@ -13,7 +13,9 @@
 
 namespace strata {
 
-// level: trace|debug|info|warn|error|off. Messages go to stderr so stdout stays for program output.
-void InitLogging(std::string_view level);
+// level: trace|debug|info|warn|error|off. format: text | json (one object per line with time,
+// level and msg; the message itself is not escaped). Messages go to stderr so stdout stays for
+// program output. Call once.
+void InitLogging(std::string_view level, std::string_view format = "text");
 
 }  // namespace strata

@@ -118,6 +118,7 @@ class Engine {
   void Cancel(RequestId id);
   EngineStats Stats() const;
   int64_t max_model_len() const { return runner_->runner_config().max_model_len; }
+  std::string device_name() const { return device_->name(); }  // "cpu", "cuda:0"
 
  private:
   struct Pending {

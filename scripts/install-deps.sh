@@ -12,8 +12,10 @@ BUILD_PKGS=(
   liburing-dev libcurl4-openssl-dev prometheus-cpp-dev libssl-dev zlib1g-dev
   libxxhash-dev libspdlog-dev libicu-dev
 )
-# Tools the tests drive as real peers: python3 serves files in the hub layout for the download test.
-TEST_PKGS=(python3)
+# Tools the tests drive as real peers: python3 serves files in the hub layout for the download
+# test and runs the gRPC client; curl and node (the official `openai` npm client) talk HTTP;
+# prometheus scrapes /metrics and its promtool checks the exposition.
+TEST_PKGS=(python3 python3-grpcio python3-grpc-tools curl nodejs prometheus)
 
 missing=()
 for p in "${BUILD_PKGS[@]}" "${TEST_PKGS[@]}"; do
@@ -21,6 +23,9 @@ for p in "${BUILD_PKGS[@]}" "${TEST_PKGS[@]}"; do
   status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
   [[ "$status" == "install ok installed" ]] || missing+=("$p")
 done
+
+# npm ships inside some nodejs builds (NodeSource) and as its own package in Debian's.
+command -v npm >/dev/null || missing+=(npm)
 
 if [[ ${#missing[@]} -eq 0 ]]; then
   echo "install-deps: all ${#BUILD_PKGS[@]} build and ${#TEST_PKGS[@]} test packages present"

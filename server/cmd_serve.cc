@@ -1,105 +1,187 @@
-// `strata serve --config FILE [--model SPEC] [--http-port N] [--grpc-port N]`.
-// This build loads the configuration and the model and checks that the model generates; the
-// HTTP and gRPC front ends come with the daemon issue, and until then serve says so and exits 1.
-#include <cstdio>
-#include <set>
+// `strata serve --config FILE [--model SPEC] [--http-port N] [--grpc-port N] [--host ADDR]`:
+// the daemon. Start-up order: config (validated; errors name the key), model, engine, chat
+// template, metrics, the generation service, then the HTTP and gRPC front ends. SIGTERM/SIGINT
+// drain it: readiness turns false, new requests get 503, requests in flight may finish within
+// server.shutdown_grace_seconds, then everything stops and the process exits 0.
+#include <signal.h>
 
+#include <cstdio>
+#include <thread>
+
+#include "common/clock.h"
 #include "common/logging.h"
-#include "engine/local_runtime.h"
+#include "engine/engine.h"
 #include "engine/model.h"
 #include "server/cli_flags.h"
-#include "server/hub_env.h"
 #include "server/commands.h"
-#include "yaml-cpp/yaml.h"
+#include "server/config.h"
+#include "server/generation.h"
+#include "server/grpc_service.h"
+#include "server/http_api.h"
+#include "server/http_server.h"
+#include "server/hub_env.h"
+#include "server/metrics.h"
+#include "server/serve_setup.h"
 
 namespace strata::server {
 namespace {
 
-struct ServeConfig {
-  std::string model = "synthetic:tiny";
-  int64_t max_model_len = 0;
-  std::string backend = "auto";
-  int64_t threads = 0;
-  int64_t block_size = 16;
-  std::string log_level = "info";
-};
+// Blocks SIGTERM and SIGINT in this thread and every thread it starts later, so that only the
+// main thread's sigtimedwait sees them.
+sigset_t BlockShutdownSignals() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  return set;
+}
 
-// Rejects keys of `node` outside `known`, naming the full path.
-absl::Status CheckKeys(const YAML::Node& node, const std::string& path,
-                       const std::set<std::string>& known) {
-  if (!node) return absl::OkStatus();
-  if (!node.IsMap()) return absl::InvalidArgumentError(StrCat("config: '", path, "' must be a map"));
-  for (const auto& kv : node) {
-    std::string key = kv.first.as<std::string>();
-    if (!known.count(key)) {
-      return absl::InvalidArgumentError(StrCat("config: unknown key '", path, ".", key, "'"));
+absl::StatusOr<Config> LoadWithOverrides(const CliFlags& flags) {
+  ASSIGN_OR_RETURN(Config c, LoadConfigFile(flags.GetOr("config", "configs/default.yaml")));
+  if (auto m = flags.Get("model")) c.model.path = *m;
+  if (auto h = flags.Get("host")) c.server.host = *h;
+  for (auto [flag, port] : {std::pair{"http-port", &c.server.http_port},
+                            std::pair{"grpc-port", &c.server.grpc_port}}) {
+    if (auto v = flags.Get(flag)) {
+      char* end = nullptr;
+      const long n = std::strtol(v->c_str(), &end, 10);
+      if (v->empty() || *end != '\0' || n < -1 || n > 65535) {
+        return absl::InvalidArgumentError(StrCat("--", flag, ": not a port: '", *v, "'"));
+      }
+      *port = static_cast<int>(n);
     }
   }
-  return absl::OkStatus();
-}
-
-template <typename T>
-absl::Status Read(const YAML::Node& parent, const std::string& path, const char* key, T* out) {
-  if (!parent || !parent[key]) return absl::OkStatus();
-  try {
-    *out = parent[key].as<T>();
-  } catch (const YAML::Exception&) {
-    return absl::InvalidArgumentError(StrCat("config: '", path, ".", key, "' has the wrong type"));
-  }
-  return absl::OkStatus();
-}
-
-absl::StatusOr<ServeConfig> LoadServeConfig(const std::string& file) {
-  YAML::Node root;
-  try {
-    root = YAML::LoadFile(file);
-  } catch (const YAML::Exception& e) {
-    return absl::InvalidArgumentError(StrCat(file, ": ", e.what()));
-  }
-  RETURN_IF_ERROR(CheckKeys(root, "", {"model", "engine", "kvcache", "server", "logging"}));
-  RETURN_IF_ERROR(CheckKeys(root["model"], "model", {"path", "max_model_len"}));
-  RETURN_IF_ERROR(CheckKeys(root["engine"], "engine", {"backend", "threads"}));
-  RETURN_IF_ERROR(CheckKeys(root["kvcache"], "kvcache", {"block_size"}));
-  RETURN_IF_ERROR(CheckKeys(root["server"], "server", {"http_port", "grpc_port"}));
-  RETURN_IF_ERROR(CheckKeys(root["logging"], "logging", {"level"}));
-  ServeConfig c;
-  std::string path;
-  RETURN_IF_ERROR(Read(root["model"], "model", "path", &path));
-  if (!path.empty()) c.model = path;
-  RETURN_IF_ERROR(Read(root["model"], "model", "max_model_len", &c.max_model_len));
-  RETURN_IF_ERROR(Read(root["engine"], "engine", "backend", &c.backend));
-  RETURN_IF_ERROR(Read(root["engine"], "engine", "threads", &c.threads));
-  RETURN_IF_ERROR(Read(root["kvcache"], "kvcache", "block_size", &c.block_size));
-  RETURN_IF_ERROR(Read(root["logging"], "logging", "level", &c.log_level));
+  if (c.model.path.empty()) c.model.path = "synthetic:tiny";
+  RETURN_IF_ERROR(c.Validate());
   return c;
 }
 
+void WarnAboutPolicies(const Config& c) {
+  for (const auto& [name, p] : c.policies) {
+    if (p.codec != "fp32" || p.sparsity.type != "none") {
+      LOG_WARN("kv policy '{}' ({} KV, sparsity {}): accepted, but this build keeps every "
+               "token's KV in fp32 until the KV-policy work lands", name, p.codec,
+               p.sparsity.type);
+    }
+  }
+  if (c.scheduler.policy != "fcfs") {
+    LOG_WARN("scheduler.policy '{}': this build schedules first-come-first-served",
+             c.scheduler.policy);
+  }
+}
+
+HttpServerOptions HttpOptions(const Config& c) {
+  const LimitsConfig& l = c.server.limits;
+  HttpServerOptions o;
+  o.host = c.server.host;
+  o.port = c.server.http_port;
+  o.io_threads = c.server.io_threads;
+  o.max_body_bytes = static_cast<size_t>(l.max_body_bytes);
+  o.max_header_bytes = static_cast<size_t>(l.max_header_bytes);
+  o.request_timeout_s = l.request_timeout_seconds;
+  o.idle_timeout_s = l.idle_timeout_seconds;
+  o.write_timeout_s = l.write_timeout_seconds;
+  return o;
+}
+
+// Everything the daemon runs, destroyed front ends first and the model last.
+struct Daemon {
+  std::unique_ptr<engine::Model> model;
+  std::unique_ptr<Metrics> metrics;
+  std::unique_ptr<engine::Engine> engine;
+  std::unique_ptr<GenerationService> service;
+  std::unique_ptr<HttpApi> http_api;
+  std::unique_ptr<HttpServer> http;
+  std::unique_ptr<GrpcServer> grpc;
+
+  ~Daemon() {
+    if (http) http->Stop();  // closes streams: their requests are cancelled
+    if (grpc) grpc->Shutdown(0);
+    http.reset();
+    grpc.reset();
+    http_api.reset();
+    engine.reset();  // joins the engine thread before the service and model go
+    service.reset();
+  }
+};
+
+absl::Status StartDaemon(const Config& c, Daemon* d) {
+  ASSIGN_OR_RETURN(d->model, engine::LoadModel(c.model.path, {.hub = HubOptionsFromEnv()}));
+  LOG_INFO("model: {}", d->model->description);
+  if (d->model->synthetic) {
+    LOG_WARN("{} has random weights: its output is meaningless text", c.model.path);
+  }
+  ASSIGN_OR_RETURN(d->engine, engine::Engine::Create(*d->model, MakeEngineConfig(c, *d->model)));
+  ASSIGN_OR_RETURN(auto chat_template, LoadChatTemplate(c, *d->model));
+  const std::string served = ServedName(c, *d->model);
+  const engine::EngineStats stats = d->engine->Stats();
+  if (c.metrics.enabled) {
+    d->metrics = std::make_unique<Metrics>(MetricsInfo{.model = served,
+                                                       .version = STRATA_VERSION,
+                                                       .backend = d->engine->device_name(),
+                                                       .block_size = c.kvcache.block_size,
+                                                       .num_device_blocks = stats.num_pages});
+  }
+  d->service = std::make_unique<GenerationService>(d->engine.get(), d->model.get(),
+                                                   std::move(chat_template),
+                                                   MakeServiceOptions(c, served),
+                                                   d->metrics.get());
+  d->http_api = std::make_unique<HttpApi>(
+      d->service.get(), d->metrics.get(),
+      HttpApiOptions{.api_keys = c.server.api_keys,
+                     .metrics_require_api_key = c.server.metrics_require_api_key});
+  ASSIGN_OR_RETURN(d->http, HttpServer::Start(HttpOptions(c), [api = d->http_api.get()](
+                                                                   HttpRequest r, auto res) {
+                     api->Handle(std::move(r), std::move(res));
+                   }));
+  if (c.server.grpc_port >= 0) {
+    ASSIGN_OR_RETURN(d->grpc, GrpcServer::Start(c.server.host, c.server.grpc_port,
+                                                d->service.get(), c.server.api_keys));
+  }
+  LOG_INFO("serving '{}' ({} KV pages of {} tokens) on http://{}:{}{}", served, stats.num_pages,
+           c.kvcache.block_size, c.server.host, d->http->port(),
+           d->grpc ? StrCat(", gRPC ", c.server.host, ":", d->grpc->port()) : "");
+  // One machine-readable line on stdout: how tests and scripts learn ephemeral ports.
+  std::printf("strata: listening http_port=%d grpc_port=%d\n", d->http->port(),
+              d->grpc ? d->grpc->port() : -1);
+  std::fflush(stdout);
+  return absl::OkStatus();
+}
+
+// Waits for SIGTERM/SIGINT, then drains: no new work, in-flight requests get `grace` seconds.
+void WaitAndDrain(const sigset_t& signals, double grace, Daemon& d) {
+  int sig = 0;
+  while (sigwait(&signals, &sig) != 0) {
+  }
+  LOG_INFO("signal {}: draining ({} requests in flight, grace {} s)", sig,
+           d.service->num_in_flight(), grace);
+  d.service->StartDraining();
+  if (d.grpc) d.grpc->SetServing(false);
+  const double deadline = NowSeconds() + grace;
+  while (d.service->num_in_flight() > 0 && NowSeconds() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  const int64_t left = d.service->num_in_flight();
+  if (left > 0) LOG_WARN("grace period over: cancelling {} requests", left);
+  LOG_INFO("stopped");
+}
+
 absl::Status Serve(const CliFlags& flags) {
-  ASSIGN_OR_RETURN(ServeConfig c, LoadServeConfig(flags.GetOr("config", "configs/default.yaml")));
-  if (auto m = flags.Get("model")) c.model = *m;
-  InitLogging(c.log_level);
-  ASSIGN_OR_RETURN(auto model, engine::LoadModel(c.model, {.hub = HubOptionsFromEnv()}));
-  LOG_INFO("model: {}", model->description);
-  if (model->synthetic) LOG_WARN("{} has random weights: its output is meaningless text", c.model);
-  engine::RuntimeConfig rc{.backend = c.backend, .threads = static_cast<int>(c.threads),
-                           .block_size = static_cast<int32_t>(c.block_size),
-                           .max_model_len = c.max_model_len};
-  ASSIGN_OR_RETURN(auto runtime, engine::LocalRuntime::Create(*model, rc));
-  std::vector<int32_t> ids = model->tokenizer->Encode("Hello", true);
-  engine::GenerateOptions check;
-  check.max_tokens = 4;
-  ASSIGN_OR_RETURN(auto result, runtime->generator().Generate(ids, check, nullptr));
-  LOG_INFO("model check: generated {} tokens on {}", result.output_ids.size(),
-           runtime->device().name());
-  return absl::UnimplementedError(
-      "the HTTP (port " + flags.GetOr("http-port", "8000") + ") and gRPC front ends are not in "
-      "this build yet; use `strata generate` meanwhile");
+  const sigset_t signals = BlockShutdownSignals();
+  ASSIGN_OR_RETURN(Config c, LoadWithOverrides(flags));
+  InitLogging(c.logging.level, c.logging.format);
+  WarnAboutPolicies(c);
+  Daemon d;
+  RETURN_IF_ERROR(StartDaemon(c, &d));
+  WaitAndDrain(signals, c.server.shutdown_grace_seconds, d);
+  return absl::OkStatus();
 }
 
 }  // namespace
 
 int RunServe(const std::vector<std::string>& args) {
-  auto flags = CliFlags::Parse(args, {"config", "model", "http-port", "grpc-port"});
+  auto flags = CliFlags::Parse(args, {"config", "model", "http-port", "grpc-port", "host"});
   absl::Status s = flags.ok() ? Serve(*flags) : flags.status();
   if (!s.ok()) {
     std::fprintf(stderr, "strata serve: %s\n", std::string(s.message()).c_str());

@@ -5,6 +5,7 @@
 #include <filesystem>
 
 #include "common/file.h"
+#include "tests/integration/daemon.h"
 #include "tests/integration/run_binary.h"
 
 namespace {
@@ -35,11 +36,24 @@ TEST(ServeCliTest, MissingConfigFileIsNamed) {
   EXPECT_NE(r.stderr_text.find("/nonexistent/strata.yaml"), std::string::npos) << r.stderr_text;
 }
 
-TEST(ServeCliTest, DefaultConfigLoadsTheSyntheticModelAndChecksIt) {
-  auto r = RunStrata("serve --config " STRATA_SOURCE_DIR "/configs/default.yaml");
-  EXPECT_NE(r.stderr_text.find("synthetic:tiny"), std::string::npos) << r.stderr_text;
-  EXPECT_NE(r.stderr_text.find("meaningless"), std::string::npos) << r.stderr_text;
-  EXPECT_NE(r.stderr_text.find("model check: generated 4 tokens on cpu"), std::string::npos)
+TEST(ServeCliTest, DefaultConfigServesTheSyntheticModelAndStopsCleanly) {
+  std::string error;
+  auto d = strata::testing::DaemonProcess::Start(
+      *strata::ReadFile(STRATA_SOURCE_DIR "/configs/default.yaml"), &error);
+  ASSERT_NE(d, nullptr) << error;
+  EXPECT_GT(d->http_port(), 0);
+  EXPECT_GT(d->grpc_port(), 0);
+  const std::string log = d->Log();
+  EXPECT_NE(log.find("synthetic:tiny"), std::string::npos) << log;
+  EXPECT_NE(log.find("meaningless"), std::string::npos) << log;
+  EXPECT_EQ(d->Stop(SIGINT), 0) << d->Log();
+  EXPECT_NE(d->Log().find("stopped"), std::string::npos) << d->Log();
+}
+
+TEST(ServeCliTest, BadPortFlagIsNamed) {
+  auto r = RunStrata("serve --config " STRATA_SOURCE_DIR "/configs/default.yaml --http-port 70000");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.stderr_text.find("--http-port: not a port: '70000'"), std::string::npos)
       << r.stderr_text;
 }
 

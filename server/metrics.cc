@@ -1,0 +1,126 @@
+#include "server/metrics.h"
+
+#include "prometheus/text_serializer.h"
+
+namespace strata::server {
+namespace {
+
+using prometheus::Histogram;
+
+// Latency buckets in seconds, as vLLM's: fine below 100 ms where TPOT lives, coarse up to minutes.
+const Histogram::BucketBoundaries& LatencyBuckets() {
+  static const Histogram::BucketBoundaries b{0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1,
+                                             0.25,  0.5,   0.75, 1.0,  2.5,  5.0,  7.5,  10.0,
+                                             20.0,  40.0,  80.0, 160.0, 640.0};
+  return b;
+}
+
+}  // namespace
+
+Metrics::Metrics(const MetricsInfo& info)
+    : info_(info), registry_(std::make_shared<prometheus::Registry>()) {
+  const prometheus::Labels model{{"model", info.model}};
+  auto histogram = [&](const char* name, const char* help) {
+    return &prometheus::BuildHistogram().Name(name).Help(help).Register(*registry_).Add(
+        model, LatencyBuckets());
+  };
+  ttft_ = histogram("strata_time_to_first_token_seconds",
+                    "Time from a request's arrival to its first generated token.");
+  tpot_ = histogram("strata_time_per_output_token_seconds",
+                    "Per completion: (last token time - first token time) / (tokens - 1).");
+  e2e_ = histogram("strata_e2e_request_latency_seconds",
+                   "Time from a request's arrival to its last token.");
+  queue_ = histogram("strata_request_queue_time_seconds",
+                     "Time from a request's arrival until it first joined an engine step.");
+  auto counter = [&](const char* name, const char* help) {
+    return &prometheus::BuildCounter().Name(name).Help(help).Register(*registry_).Add(model);
+  };
+  prompt_tokens_ = counter("strata_prompt_tokens_total", "Prompt tokens of admitted requests.");
+  generation_tokens_ = counter("strata_generation_tokens_total", "Generated tokens.");
+  preemptions_ = counter("strata_preemptions_total", "Requests preempted by the scheduler.");
+  auto family = [&](const char* name, const char* help) {
+    return &prometheus::BuildCounter().Name(name).Help(help).Register(*registry_);
+  };
+  requests_ = family("strata_requests_total", "Finished requests by status.");
+  prefix_queries_ = family("strata_prefix_cache_queries_tokens_total",
+                           "Prompt tokens looked up in the prefix cache.");
+  prefix_hits_ = family("strata_prefix_cache_hits_tokens_total",
+                        "Prompt tokens found in the prefix cache, by the tier that held them.");
+  slo_requests_ = family("strata_slo_requests_total",
+                         "Requests by SLO class and outcome (met, missed, rejected, cancelled).");
+  auto& transfers = *family("strata_kv_transfer_bytes_total", "KV bytes moved between tiers.");
+  for (auto [src, dst] : {std::pair{"device", "host"}, {"host", "device"}, {"host", "disk"},
+                          {"disk", "host"}}) {
+    transfers.Add({{"model", info.model}, {"src", src}, {"dst", dst}});
+  }
+  auto& tier_errors = *family("strata_kv_tier_errors_total",
+                              "KV tier faults (each served as a miss): checksum, io, full.");
+  for (const char* kind : {"checksum", "io", "full"}) {
+    tier_errors.Add({{"model", info.model}, {"tier", "disk"}, {"kind", kind}});
+  }
+  CounterWith(*prefix_queries_, {});
+  for (const char* tier : {"device", "host", "disk"}) CounterWith(*prefix_hits_, {{"tier", tier}});
+  auto gauge = [&](const char* name, const char* help) {
+    return &prometheus::BuildGauge().Name(name).Help(help).Register(*registry_);
+  };
+  running_ = &gauge("strata_num_requests_running", "Requests in the running batch.")->Add(model);
+  waiting_ = &gauge("strata_num_requests_waiting", "Requests waiting for admission.")->Add(model);
+  kv_usage_ = gauge("strata_kv_cache_usage_ratio",
+                    "Fraction of a tier's KV pages held by requests (cached free pages count "
+                    "as free).");
+  gauge("strata_cache_config_info", "KV cache configuration (value 1).")
+      ->Add({{"model", info.model},
+             {"block_size", std::to_string(info.block_size)},
+             {"num_device_blocks", std::to_string(info.num_device_blocks)}})
+      .Set(1);
+  gauge("strata_build_info", "Build information (value 1).")
+      ->Add({{"model", info.model}, {"version", info.version}, {"backend", info.backend}})
+      .Set(1);
+}
+
+prometheus::Counter& Metrics::CounterWith(prometheus::Family<prometheus::Counter>& family,
+                                          const prometheus::Labels& extra) {
+  prometheus::Labels labels = extra;
+  labels["model"] = info_.model;
+  return family.Add(labels);  // returns the existing series for known labels
+}
+
+void Metrics::ObserveTimeToFirstToken(double s) { ttft_->Observe(s); }
+void Metrics::ObserveTimePerOutputToken(double s) { tpot_->Observe(s); }
+void Metrics::ObserveEndToEnd(double s) { e2e_->Observe(s); }
+void Metrics::ObserveQueueTime(double s) { queue_->Observe(s); }
+void Metrics::AddPromptTokens(int64_t n) { prompt_tokens_->Increment(static_cast<double>(n)); }
+void Metrics::AddGenerationTokens(int64_t n) {
+  generation_tokens_->Increment(static_cast<double>(n));
+}
+
+void Metrics::CountRequest(std::string_view status) {
+  CounterWith(*requests_, {{"status", std::string(status)}}).Increment();
+}
+
+void Metrics::AddPrefixCacheLookup(std::string_view tier, int64_t queried, int64_t hit) {
+  CounterWith(*prefix_queries_, {}).Increment(static_cast<double>(queried));
+  CounterWith(*prefix_hits_, {{"tier", std::string(tier)}}).Increment(static_cast<double>(hit));
+}
+
+void Metrics::CountSlo(std::string_view slo_class, std::string_view outcome) {
+  CounterWith(*slo_requests_, {{"class", std::string(slo_class)}, {"outcome", std::string(outcome)}})
+      .Increment();
+}
+
+std::string Metrics::Render(const engine::EngineStats& stats) {
+  std::lock_guard<std::mutex> lock(mu_);
+  running_->Set(stats.num_running);
+  waiting_->Set(stats.num_waiting);
+  const double used = stats.num_pages > 0
+                          ? 1.0 - static_cast<double>(stats.num_free_pages) / stats.num_pages
+                          : 0.0;
+  kv_usage_->Add({{"model", info_.model}, {"tier", "device"}}).Set(used);
+  if (stats.num_preemptions > preemptions_seen_) {
+    preemptions_->Increment(static_cast<double>(stats.num_preemptions - preemptions_seen_));
+    preemptions_seen_ = stats.num_preemptions;
+  }
+  return prometheus::TextSerializer().Serialize(registry_->Collect());
+}
+
+}  // namespace strata::server

@@ -1,0 +1,76 @@
+// Metrics: the Prometheus registry behind `GET /metrics` (DESIGN.md §7), through prometheus-cpp.
+// Every series carries the label `model`. Front ends record request-level observations as they
+// happen (TTFT from arrival, TPOT per completion, token-weighted prefix-cache hits); engine-side
+// gauges and counters (running, waiting, KV usage, preemptions) are refreshed from an
+// EngineStats snapshot when the exposition is rendered.
+//
+// Thread-safe: prometheus-cpp metrics are atomic; Render serialises under a mutex.
+#pragma once
+
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+
+#include "engine/engine.h"
+#include "prometheus/counter.h"
+#include "prometheus/family.h"
+#include "prometheus/gauge.h"
+#include "prometheus/histogram.h"
+#include "prometheus/registry.h"
+
+namespace strata::server {
+
+struct MetricsInfo {
+  std::string model;              // the served name (label `model`)
+  std::string version;            // build info
+  std::string backend;            // cpu | cuda
+  int32_t block_size = 16;
+  int32_t num_device_blocks = 0;  // KV pages on the device tier
+};
+
+class Metrics {
+ public:
+  explicit Metrics(const MetricsInfo& info);
+
+  void ObserveTimeToFirstToken(double seconds);
+  void ObserveTimePerOutputToken(double seconds);
+  void ObserveEndToEnd(double seconds);
+  void ObserveQueueTime(double seconds);
+  void AddPromptTokens(int64_t n);
+  void AddGenerationTokens(int64_t n);
+  // status: ok | cancelled | error | rejected | invalid
+  void CountRequest(std::string_view status);
+  // A request's prompt looked up in the prefix cache: `queried` tokens, `hit` of them found.
+  void AddPrefixCacheLookup(std::string_view tier, int64_t queried, int64_t hit);
+  // outcome: met | missed | rejected | cancelled
+  void CountSlo(std::string_view slo_class, std::string_view outcome);
+
+  // The text exposition format, with engine-side series refreshed from `stats`.
+  std::string Render(const engine::EngineStats& stats);
+
+ private:
+  prometheus::Counter& CounterWith(prometheus::Family<prometheus::Counter>& family,
+                                   const prometheus::Labels& extra);
+
+  const MetricsInfo info_;
+  std::shared_ptr<prometheus::Registry> registry_;
+  prometheus::Histogram* ttft_;
+  prometheus::Histogram* tpot_;
+  prometheus::Histogram* e2e_;
+  prometheus::Histogram* queue_;
+  prometheus::Counter* prompt_tokens_;
+  prometheus::Counter* generation_tokens_;
+  prometheus::Counter* preemptions_;
+  prometheus::Family<prometheus::Counter>* requests_;
+  prometheus::Family<prometheus::Counter>* prefix_queries_;
+  prometheus::Family<prometheus::Counter>* prefix_hits_;
+  prometheus::Family<prometheus::Counter>* slo_requests_;
+  prometheus::Gauge* running_;
+  prometheus::Gauge* waiting_;
+  prometheus::Family<prometheus::Gauge>* kv_usage_;
+  std::mutex mu_;                  // Render
+  int64_t preemptions_seen_ = 0;   // guarded by mu_
+};
+
+}  // namespace strata::server

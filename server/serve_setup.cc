@@ -1,0 +1,114 @@
+#include "server/serve_setup.h"
+
+#include <filesystem>
+
+#include "common/file.h"
+#include "common/json.h"
+#include "common/logging.h"
+#include "kvcache/kv_layout.h"
+
+namespace strata::server {
+
+engine::EngineConfig MakeEngineConfig(const Config& c, const engine::Model& model) {
+  engine::EngineConfig e;
+  e.backend = c.engine.backend;
+  e.threads = c.engine.threads;
+  e.scheduler.max_num_seqs = static_cast<int32_t>(c.engine.max_num_seqs);
+  e.scheduler.max_batch_tokens = c.engine.max_batch_tokens;
+  e.block_size = c.kvcache.block_size;
+  e.max_model_len = c.model.max_model_len;
+  e.enable_prefix_caching = c.kvcache.prefix_caching;
+  if (c.kvcache.tiers.device.capacity_bytes > 0) {
+    kvcache::KvLayout layout;
+    layout.num_layers = static_cast<int32_t>(model.config.num_layers);
+    layout.num_kv_heads = static_cast<int32_t>(model.config.num_kv_heads);
+    layout.head_dim = static_cast<int32_t>(model.config.head_dim);
+    layout.block_size = c.kvcache.block_size;
+    e.num_kv_pages = static_cast<int32_t>(
+        std::min<int64_t>(c.kvcache.tiers.device.capacity_bytes / layout.PageBytes(), INT32_MAX));
+  }
+  return e;
+}
+
+ServiceOptions MakeServiceOptions(const Config& c, const std::string& served_name) {
+  const LimitsConfig& l = c.server.limits;
+  ServiceOptions o;
+  o.served_name = served_name;
+  o.max_prompt_tokens = l.max_prompt_tokens;
+  o.max_tokens = l.max_tokens;
+  o.max_n = static_cast<int32_t>(l.max_n);
+  o.max_stop_strings = static_cast<int32_t>(l.max_stop_strings);
+  o.max_stop_string_bytes = static_cast<int32_t>(l.max_stop_string_bytes);
+  o.max_logprobs = static_cast<int32_t>(l.max_logprobs);
+  o.max_concurrent_requests = l.max_concurrent_streams;
+  for (const auto& [name, policy] : c.policies) o.policies.insert(name);
+  o.default_policy = c.kvcache.default_policy;
+  for (const auto& [name, cls] : c.slo_classes) {
+    o.slo_classes[name] = {.ttft_ms = cls.ttft_ms, .tpot_ms = cls.tpot_ms};
+  }
+  o.default_slo_class = c.scheduler.default_slo_class;
+  return o;
+}
+
+std::string ServedName(const Config& c, const engine::Model& model) {
+  if (!c.model.served_name.empty()) return c.model.served_name;
+  if (model.synthetic || !FileExists(model.name)) return model.name;  // synthetic:x, org/name
+  std::filesystem::path p(model.name);
+  if (!p.has_filename()) p = p.parent_path();  // "models/x/"
+  return p.filename().string();
+}
+
+namespace {
+
+// tokenizer_config.json's chat_template: a string or [{name, template}, ...].
+absl::StatusOr<std::string> TemplateFromTokenizerConfig(const std::string& file) {
+  if (!FileExists(file)) return std::string();
+  ASSIGN_OR_RETURN(std::string text, ReadFile(file));
+  ASSIGN_OR_RETURN(Json j, ParseJson(text, file));
+  auto it = j.find("chat_template");
+  if (it == j.end() || it->is_null()) return std::string();
+  if (it->is_string()) return it->get<std::string>();
+  if (it->is_array()) {
+    for (const Json& t : *it) {
+      if (t.is_object() && t.value("name", "") == "default" && t.contains("template") &&
+          t["template"].is_string()) {
+        return t["template"].get<std::string>();
+      }
+    }
+  }
+  return absl::InvalidArgumentError(
+      StrCat(file, ": chat_template must be a string or a list holding a 'default' template"));
+}
+
+}  // namespace
+
+absl::StatusOr<std::shared_ptr<const engine::ChatTemplate>> LoadChatTemplate(
+    const Config& c, const engine::Model& model) {
+  std::string source, what;
+  if (!c.model.chat_template.empty()) {
+    what = c.model.chat_template;
+    absl::StatusOr<std::string> text = ReadFile(what);
+    if (!text.ok()) {
+      return absl::InvalidArgumentError(StrCat("config: model.chat_template: cannot read '",
+                                               what, "': ", std::string(text.status().message())));
+    }
+    source = *text;
+  } else if (!model.path.empty()) {
+    what = model.path + "/tokenizer_config.json";
+    ASSIGN_OR_RETURN(source, TemplateFromTokenizerConfig(what));
+  }
+  if (source.empty()) {
+    LOG_WARN("the model has no chat template: /v1/chat/completions answers 400 (set "
+             "model.chat_template to serve chat)");
+    return std::shared_ptr<const engine::ChatTemplate>();
+  }
+  absl::StatusOr<std::shared_ptr<const engine::ChatTemplate>> t =
+      engine::ChatTemplate::Parse(source);
+  if (!t.ok()) {
+    return absl::InvalidArgumentError(StrCat(what, ": ", std::string(t.status().message())));
+  }
+  LOG_INFO("chat template from {}", what);
+  return t;
+}
+
+}  // namespace strata::server

@@ -1,0 +1,27 @@
+// Turns a validated Config and a loaded Model into what `strata serve` builds: the engine's
+// config, the generation service's limits, the served model name and the chat template.
+// Pure functions; called once on the main thread at start-up.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "engine/chat_template.h"
+#include "engine/engine.h"
+#include "engine/model.h"
+#include "server/config.h"
+#include "server/generation.h"
+
+namespace strata::server {
+
+engine::EngineConfig MakeEngineConfig(const Config& config, const engine::Model& model);
+ServiceOptions MakeServiceOptions(const Config& config, const std::string& served_name);
+// model.served_name, else the spec as given: synthetic:NAME, org/name, or a folder's base name.
+std::string ServedName(const Config& config, const engine::Model& model);
+// model.chat_template (a .jinja file) when set, else tokenizer_config.json's `chat_template`
+// (a string, or a list of {name, template} from which "default" is taken). Null when the model
+// has none; an error names the file when a template exists but does not parse.
+absl::StatusOr<std::shared_ptr<const engine::ChatTemplate>> LoadChatTemplate(
+    const Config& config, const engine::Model& model);
+
+}  // namespace strata::server
