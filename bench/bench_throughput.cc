@@ -35,6 +35,7 @@
 #include "engine/engine.h"
 #include "engine/model.h"
 #include "bench/bench_limits.h"
+#include "bench/bench_prompts.h"
 
 namespace strata::bench {
 namespace {
@@ -56,12 +57,6 @@ std::vector<int> ParseIntList(const std::string& text) {
   return values;
 }
 
-// The three helpers below are the same measurements as bench_single_stream.cc's (copied; they
-// belong in a shared bench header).
-
-
-
-
 struct Workload {
   int concurrency = 1;
   int64_t input_tokens = 0;
@@ -75,21 +70,6 @@ struct RunResult {
   int64_t cached_tokens = 0;   // prompt tokens served by the prefix cache (expected 0)
   int64_t preemptions = 0;
 };
-
-// `count` prompts of `length` random ids from a fixed seed, no two alike, so the prefix cache
-// finds nothing even across runs that share a seed stream.
-std::vector<std::vector<int32_t>> MakePrompts(std::mt19937_64& rng, int count, int64_t length,
-                                              int64_t vocab) {
-  std::uniform_int_distribution<int32_t> id(0, static_cast<int32_t>(vocab - 1));
-  std::set<std::vector<int32_t>> seen;
-  std::vector<std::vector<int32_t>> prompts;
-  while (static_cast<int>(prompts.size()) < count) {
-    std::vector<int32_t> p(length);
-    for (auto& t : p) t = id(rng);
-    if (seen.insert(p).second) prompts.push_back(std::move(p));
-  }
-  return prompts;
-}
 
 // One consumer per request: blocking Pop keeps timestamps exact without a polling interval.
 absl::StatusOr<RunResult> RunOnce(const engine::Model& model, const engine::EngineConfig& config,

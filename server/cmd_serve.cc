@@ -71,20 +71,6 @@ void WarnAboutPolicies(const Config& c) {
   }
 }
 
-HttpServerOptions HttpOptions(const Config& c) {
-  const LimitsConfig& l = c.server.limits;
-  HttpServerOptions o;
-  o.host = c.server.host;
-  o.port = c.server.http_port;
-  o.io_threads = c.server.io_threads;
-  o.max_body_bytes = static_cast<size_t>(l.max_body_bytes);
-  o.max_header_bytes = static_cast<size_t>(l.max_header_bytes);
-  o.request_timeout_s = l.request_timeout_seconds;
-  o.idle_timeout_s = l.idle_timeout_seconds;
-  o.write_timeout_s = l.write_timeout_seconds;
-  return o;
-}
-
 // Everything the daemon runs, destroyed front ends first and the model last.
 struct Daemon {
   std::unique_ptr<engine::Model> model;
@@ -131,7 +117,7 @@ absl::Status StartDaemon(const Config& c, Daemon* d) {
       d->service.get(), d->metrics.get(),
       HttpApiOptions{.api_keys = c.server.api_keys,
                      .metrics_require_api_key = c.server.metrics_require_api_key});
-  ASSIGN_OR_RETURN(d->http, HttpServer::Start(HttpOptions(c), [api = d->http_api.get()](
+  ASSIGN_OR_RETURN(d->http, HttpServer::Start(MakeHttpOptions(c), [api = d->http_api.get()](
                                                                    HttpRequest r, auto res) {
                      api->Handle(std::move(r), std::move(res));
                    }));

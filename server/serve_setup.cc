@@ -111,4 +111,18 @@ absl::StatusOr<std::shared_ptr<const engine::ChatTemplate>> LoadChatTemplate(
   return t;
 }
 
+HttpServerOptions MakeHttpOptions(const Config& c) {
+  const LimitsConfig& l = c.server.limits;
+  HttpServerOptions o;
+  o.host = c.server.host;
+  o.port = c.server.http_port;
+  o.io_threads = c.server.io_threads;
+  o.max_body_bytes = static_cast<size_t>(l.max_body_bytes);
+  o.max_header_bytes = static_cast<size_t>(l.max_header_bytes);
+  o.request_timeout_s = l.request_timeout_seconds;
+  o.idle_timeout_s = l.idle_timeout_seconds;
+  o.write_timeout_s = l.write_timeout_seconds;
+  return o;
+}
+
 }  // namespace strata::server

@@ -1,5 +1,6 @@
 // Turns a validated Config and a loaded Model into what `strata serve` builds: the engine's
-// config, the generation service's limits, the served model name and the chat template.
+// config, the generation service's limits, the HTTP server's options, the served model name and
+// the chat template.
 // Pure functions; called once on the main thread at start-up.
 #pragma once
 
@@ -11,11 +12,13 @@
 #include "engine/model.h"
 #include "server/config.h"
 #include "server/generation.h"
+#include "server/http_server.h"
 
 namespace strata::server {
 
 engine::EngineConfig MakeEngineConfig(const Config& config, const engine::Model& model);
 ServiceOptions MakeServiceOptions(const Config& config, const std::string& served_name);
+HttpServerOptions MakeHttpOptions(const Config& config);
 // model.served_name, else the spec as given: synthetic:NAME, org/name, or a folder's base name.
 std::string ServedName(const Config& config, const engine::Model& model);
 // model.chat_template (a .jinja file) when set, else tokenizer_config.json's `chat_template`
