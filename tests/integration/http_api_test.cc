@@ -285,6 +285,8 @@ TEST_F(HttpApiTest, BadRequestsGetOpenAiErrorsAndDisturbNothing) {
       {"/v1/completions", "[1,2]", 400, ""},
       {"/v1/completions", R"({"max_tokens":4})", 400, "prompt"},
       {"/v1/completions", R"({"prompt":"a","max_tokens":0})", 400, "max_tokens"},
+      {"/v1/completions", R"({"prompt":"a","max_tokens":-5})", 400, "max_tokens"},
+      {"/v1/completions", R"({"prompt":"a","max_tokens":1e30})", 400, "max_tokens"},
       {"/v1/completions", R"({"prompt":"a","max_tokens":"four"})", 400, "max_tokens"},
       {"/v1/completions", R"({"prompt":"a","max_tokens":100000})", 400, "max_tokens"},
       {"/v1/completions", R"({"prompt":"a","temperature":-1})", 400, "temperature"},
