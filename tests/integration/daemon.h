@@ -256,4 +256,19 @@ inline double MetricSample(const std::string& exposition, const std::string& nam
   return -1;
 }
 
+// Scrapes the daemon's /metrics until `name` reads `value` (or `timeout_s` passes); returns the
+// last exposition, for the caller's assertions and messages.
+inline std::string WaitForMetric(const DaemonProcess& d, const std::string& name, double value,
+                                 double timeout_s = 5) {
+  const auto deadline =
+      std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_s);
+  std::string exposition;
+  do {
+    exposition = Curl("GET", d.url("/metrics")).body;
+    if (MetricSample(exposition, name) == value) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(25));
+  } while (std::chrono::steady_clock::now() < deadline);
+  return exposition;
+}
+
 }  // namespace strata::testing

@@ -79,12 +79,7 @@ TEST(LifecycleTest, ClientThatHangsUpMidStreamIsCancelledAndFreed) {
     EXPECT_EQ(MetricSample(Curl("GET", d->url("/metrics")).body, "strata_num_requests_running"), 1);
     stream.Kill();
   }
-  std::string m;
-  for (int i = 0; i < 200; ++i) {
-    m = Curl("GET", d->url("/metrics")).body;
-    if (MetricSample(m, "strata_num_requests_running") == 0) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(25));
-  }
+  const std::string m = WaitForMetric(*d, "strata_num_requests_running", 0);
   EXPECT_EQ(MetricSample(m, "strata_num_requests_running"), 0) << m;
   EXPECT_EQ(MetricSample(m, "strata_requests_total", "status=\"cancelled\""), 1) << m;
   EXPECT_EQ(MetricSample(m, "strata_kv_cache_usage_ratio"), 0) << m;

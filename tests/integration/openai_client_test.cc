@@ -65,12 +65,7 @@ TEST(OpenAiClientTest, OfficialNodeClientSeesTheReferenceAndTypedErrors) {
   EXPECT_EQ(j["wrong_key"]["name"], "AuthenticationError");
 
   // The aborted stream is freed: nothing runs, nothing waits.
-  std::string metrics;
-  for (int i = 0; i < 100; ++i) {
-    metrics = Curl("GET", d->url("/metrics")).body;
-    if (MetricSample(metrics, "strata_num_requests_running") == 0) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
+  const std::string metrics = WaitForMetric(*d, "strata_num_requests_running", 0);
   EXPECT_EQ(MetricSample(metrics, "strata_num_requests_running"), 0) << metrics;
   EXPECT_EQ(MetricSample(metrics, "strata_num_requests_waiting"), 0) << metrics;
   EXPECT_EQ(d->Stop(), 0) << d->Log();
