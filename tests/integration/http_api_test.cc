@@ -296,6 +296,8 @@ TEST_F(HttpApiTest, BadRequestsGetOpenAiErrorsAndDisturbNothing) {
       {"/v1/completions", R"({"prompt":"a","logprobs":1000})", 400, "logprobs"},
       {"/v1/completions", R"({"prompt":[1,2,99999]})", 400, "prompt"},
       {"/v1/completions", R"({"prompt":"a","stop":[1]})", 400, "stop"},
+      {"/v1/completions", R"({"prompt":"a","stop":["1","2","3","4","5","6","7","8","9"]})", 400,
+       "stop"},
       {"/v1/completions", R"({"prompt":"a","kv_policy":"nope"})", 400, "kv_policy"},
       {"/v1/completions", R"({"prompt":"a","slo_class":"nope"})", 400, "slo_class"},
       {"/v1/completions", R"({"prompt":"a","model":"gpt-9"})", 404, "model"},
@@ -308,6 +310,7 @@ TEST_F(HttpApiTest, BadRequestsGetOpenAiErrorsAndDisturbNothing) {
   const std::string long_prompt = Json{{"prompt", std::vector<int32_t>(600, 300)}}.dump();
   const std::string huge_body = "{\"prompt\":\"" + std::string(2 << 20, 'a') + "\"}";
   const std::string big_header = "-H 'X-Padding: " + std::string(20000, 'p') + "'";
+  const std::string long_stop = Json{{"prompt", "a"}, {"stop", std::string(300, 's')}}.dump();
   const struct {
     std::string body;
     std::string extra;
@@ -316,6 +319,7 @@ TEST_F(HttpApiTest, BadRequestsGetOpenAiErrorsAndDisturbNothing) {
   } raw_cases[] = {
       {"{\"prompt\":\"\xff\xfe\"}", "", 400, ""},      // invalid UTF-8
       {long_prompt, "", 400, "prompt"},                   // over max_model_len (512)
+      {long_stop, "", 400, "stop"},                       // over max_stop_string_bytes (256)
       {huge_body, "", 413, ""},                           // over max_body_bytes (1 MiB)
       {R"({"prompt":"a"})", big_header, 431, ""},         // over max_header_bytes (16 KiB)
   };

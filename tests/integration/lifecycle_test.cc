@@ -89,6 +89,27 @@ TEST(LifecycleTest, ClientThatHangsUpMidStreamIsCancelledAndFreed) {
   EXPECT_EQ(d->Stop(), 0) << d->Log();
 }
 
+TEST(LifecycleTest, RequestsBeyondTheConcurrencyLimitGet429AndOthersCarryOn) {
+  auto d = StartSlow("server:\n  limits:\n    max_concurrent_streams: 2\n");
+  ASSERT_NE(d, nullptr);
+  SseReader first(d->url("/v1/completions"), StreamBody(12));
+  SseReader second(d->url("/v1/completions"), StreamBody(12));
+  ASSERT_TRUE(first.WaitForEvents(1, 60)) << d->Log();
+  ASSERT_TRUE(second.WaitForEvents(1, 60)) << d->Log();
+  auto third = Curl("POST", d->url("/v1/completions"), R"({"prompt":"x","max_tokens":1})");
+  EXPECT_EQ(third.http_code, 429) << third.body;
+  auto error = ParseJson(third.body, "429 body");
+  ASSERT_TRUE(error.ok()) << third.body;
+  EXPECT_EQ((*error)["error"]["type"], "rate_limit_error");
+  EXPECT_NE(first.WaitForEnd(120).find("data: [DONE]"), std::string::npos);
+  EXPECT_NE(second.WaitForEnd(120).find("data: [DONE]"), std::string::npos);
+  auto after = Curl("POST", d->url("/v1/completions"), R"({"prompt":"x","max_tokens":1})");
+  EXPECT_EQ(after.http_code, 200) << after.body;
+  const std::string m = Curl("GET", d->url("/metrics")).body;
+  EXPECT_EQ(MetricSample(m, "strata_requests_total", "status=\"rejected\""), 1) << m;
+  EXPECT_EQ(d->Stop(), 0) << d->Log();
+}
+
 TEST(LifecycleTest, PortInUseFailsStartUpNamingTheAddress) {
   std::string error;
   auto first = DaemonProcess::Start("model:\n  path: synthetic:tiny\n", &error);
