@@ -136,9 +136,14 @@ absl::Status StartDaemon(const Config& c, Daemon* d) {
 }
 
 // Waits for SIGTERM/SIGINT, then drains: no new work, in-flight requests get `grace` seconds.
+// While waiting, gRPC health follows readiness once a second (an engine fault turns /ready and
+// health off together).
 void WaitAndDrain(const sigset_t& signals, double grace, Daemon& d) {
-  int sig = 0;
-  while (sigwait(&signals, &sig) != 0) {
+  int sig = -1;
+  const timespec second{1, 0};
+  while (sig < 0) {
+    sig = sigtimedwait(&signals, nullptr, &second);
+    if (sig < 0 && d.grpc) d.grpc->SetServing(d.service->ready());
   }
   LOG_INFO("signal {}: draining ({} requests in flight, grace {} s)", sig,
            d.service->num_in_flight(), grace);
