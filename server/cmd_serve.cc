@@ -3,8 +3,6 @@
 // template, metrics, the generation service, then the HTTP and gRPC front ends. SIGTERM/SIGINT
 // drain it: readiness turns false, new requests get 503, requests in flight may finish within
 // server.shutdown_grace_seconds, then everything stops and the process exits 0.
-#include <signal.h>
-
 #include <cstdio>
 #include <thread>
 
@@ -22,20 +20,10 @@
 #include "server/hub_env.h"
 #include "server/metrics.h"
 #include "server/serve_setup.h"
+#include "server/shutdown_signals.h"
 
 namespace strata::server {
 namespace {
-
-// Blocks SIGTERM and SIGINT in this thread and every thread it starts later, so that only the
-// main thread's sigtimedwait sees them.
-sigset_t BlockShutdownSignals() {
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGTERM);
-  sigaddset(&set, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &set, nullptr);
-  return set;
-}
 
 absl::StatusOr<Config> LoadWithOverrides(const CliFlags& flags) {
   ASSIGN_OR_RETURN(Config c, LoadConfigFile(flags.GetOr("config", "configs/default.yaml")));
@@ -138,12 +126,10 @@ absl::Status StartDaemon(const Config& c, Daemon* d) {
 // Waits for SIGTERM/SIGINT, then drains: no new work, in-flight requests get `grace` seconds.
 // While waiting, gRPC health follows readiness once a second (an engine fault turns /ready and
 // health off together).
-void WaitAndDrain(const sigset_t& signals, double grace, Daemon& d) {
+void WaitAndDrain(ShutdownSignals& signals, double grace, Daemon& d) {
   int sig = -1;
-  const timespec second{1, 0};
-  while (sig < 0) {
-    sig = sigtimedwait(&signals, nullptr, &second);
-    if (sig < 0 && d.grpc) d.grpc->SetServing(d.service->ready());
+  while ((sig = signals.Wait(/*timeout_s=*/1)) < 0) {
+    if (d.grpc) d.grpc->SetServing(d.service->ready());
   }
   LOG_INFO("signal {}: draining ({} requests in flight, grace {} s)", sig,
            d.service->num_in_flight(), grace);
@@ -159,7 +145,7 @@ void WaitAndDrain(const sigset_t& signals, double grace, Daemon& d) {
 }
 
 absl::Status Serve(const CliFlags& flags) {
-  const sigset_t signals = BlockShutdownSignals();
+  ShutdownSignals signals;  // first: every thread started from here on inherits the block
   ASSIGN_OR_RETURN(Config c, LoadWithOverrides(flags));
   InitLogging(c.logging.level, c.logging.format);
   WarnAboutPolicies(c);

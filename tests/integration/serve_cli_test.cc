@@ -50,6 +50,17 @@ TEST(ServeCliTest, DefaultConfigServesTheSyntheticModelAndStopsCleanly) {
   EXPECT_NE(d->Log().find("stopped"), std::string::npos) << d->Log();
 }
 
+// A signal that arrives the moment the daemon is up must still drain, whichever thread the
+// kernel hands it to (threads that libraries start before main do not block it).
+TEST(ServeCliTest, SignalRightAfterStartUpAlwaysDrainsAndExitsZero) {
+  for (int i = 0; i < 5; ++i) {
+    std::string error;
+    auto d = strata::testing::DaemonProcess::Start("model:\n  path: synthetic:tiny\n", &error);
+    ASSERT_NE(d, nullptr) << error;
+    EXPECT_EQ(d->Stop(i % 2 ? SIGINT : SIGTERM), 0) << d->Log();
+  }
+}
+
 TEST(ServeCliTest, BadPortFlagIsNamed) {
   auto r = RunStrata("serve --config " STRATA_SOURCE_DIR "/configs/default.yaml --http-port 70000");
   EXPECT_EQ(r.exit_code, 1);
