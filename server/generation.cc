@@ -9,11 +9,6 @@
 namespace strata::server {
 namespace {
 
-double UnixSeconds() {
-  using namespace std::chrono;
-  return duration<double>(system_clock::now().time_since_epoch()).count();
-}
-
 // SamplingParams::Validate's messages start with the field's name ("top_p must be ...").
 absl::Status SamplingError(const absl::Status& s) {
   std::string message(s.message());

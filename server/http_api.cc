@@ -111,7 +111,10 @@ class HttpApi::Exchange : public std::enable_shared_from_this<Exchange> {
 };
 
 HttpApi::HttpApi(GenerationService* service, Metrics* metrics, HttpApiOptions options)
-    : service_(service), metrics_(metrics), options_(std::move(options)) {}
+    : service_(service),
+      metrics_(metrics),
+      options_(std::move(options)),
+      created_(UnixSeconds()) {}
 
 HttpApi::~HttpApi() {
   std::unordered_map<const Exchange*, std::shared_ptr<Exchange>> exchanges;
@@ -253,7 +256,7 @@ void HttpApi::Models(const HttpRequest& request, HttpResponder& responder) {
   const std::string& name = service_->options().served_name;
   Json model = {{"id", name},
                 {"object", "model"},
-                {"created", 0},
+                {"created", static_cast<int64_t>(created_)},
                 {"owned_by", "strata"},
                 {"root", service_->model().name},
                 {"max_model_len", service_->engine().max_model_len()}};

@@ -52,6 +52,7 @@ class HttpApi {
   GenerationService* service_;
   Metrics* metrics_;
   HttpApiOptions options_;
+  double created_;  // Unix seconds at start-up: /v1/models' `created`
   mutable std::mutex mu_;
   std::unordered_map<const Exchange*, std::shared_ptr<Exchange>> exchanges_;  // guarded by mu_
 };

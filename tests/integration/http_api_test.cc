@@ -248,6 +248,7 @@ TEST_F(HttpApiTest, ModelsTokenizeDetokenizeHealthReady) {
   auto models = Curl("GET", daemon_->url("/v1/models"));
   ASSERT_EQ(models.http_code, 200);
   EXPECT_EQ(Body(models)["data"][0]["id"], "stories");
+  EXPECT_GT(Body(models)["data"][0]["created"].get<int64_t>(), 1700000000);  // start-up time
   EXPECT_EQ(Curl("GET", daemon_->url("/v1/models/stories")).http_code, 200);
   auto missing = Curl("GET", daemon_->url("/v1/models/gpt-9"));
   EXPECT_EQ(missing.http_code, 404);
