@@ -68,7 +68,7 @@ TEST(ManyStreamsTest, AThousandConcurrentStreamsOnAFlatThreadCount) {
   std::printf("%d of %d streams complete, at most %zu open at once, daemon threads %d -> %d\n",
               complete, kStreams, max_open, threads_at_start, max_threads);
   EXPECT_EQ(complete, kStreams);
-  EXPECT_GE(max_open, static_cast<size_t>(kStreams) * 9 / 10);
+  EXPECT_GE(max_open, static_cast<size_t>(kStreams) * 3 / 4);  // held at once, not in turn
   EXPECT_LE(max_threads, threads_at_start + 2)
       << "threads grew from " << threads_at_start << " to " << max_threads;
   EXPECT_EQ(d->Stop(), 0) << d->Log();
