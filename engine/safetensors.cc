@@ -191,7 +191,8 @@ absl::StatusOr<SafetensorsHeader> SafetensorsFile::ParseHeader(
     header.tensors.push_back(std::move(t));
   }
   RETURN_IF_ERROR(CheckTiling(header.tensors, data_bytes, what));
-  // nlohmann's object iterates in key order already; sort anyway so Find never depends on it.
+  // The JSON facade's object happens to iterate in key order; sort anyway so Find never relies
+  // on how common/json.h stores objects.
   std::sort(header.tensors.begin(), header.tensors.end(),
             [](const auto& a, const auto& b) { return a.name < b.name; });
   return header;
