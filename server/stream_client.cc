@@ -55,10 +55,13 @@ void StreamClient::Advance(Stream& s, short revents) {
     if (n > 0) s.sent += static_cast<size_t>(n);
   }
   if (revents & (POLLIN | POLLHUP | POLLERR)) {
+    static constexpr std::string_view kDone = "data: [DONE]";
     char buf[16384];
     const ssize_t n = ::recv(s.fd, buf, sizeof(buf), 0);
+    // Only the new bytes (and a marker split across reads) need searching.
+    const size_t from = s.received.size() >= kDone.size() ? s.received.size() - kDone.size() : 0;
     if (n > 0) s.received.append(buf, static_cast<size_t>(n));
-    if (n == 0 || s.received.find("data: [DONE]") != std::string::npos) {
+    if (n == 0 || s.received.find(kDone, from) != std::string::npos) {
       s.done = true;
       ::close(s.fd);
     }
