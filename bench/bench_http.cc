@@ -27,10 +27,6 @@
 #include "engine/engine.h"
 #include "engine/model.h"
 #include "server/config.h"
-#include "server/generation.h"
-#include "server/http_api.h"
-#include "server/http_server.h"
-#include "server/metrics.h"
 #include "server/serve_setup.h"
 #include "server/stream_client.h"
 
@@ -109,32 +105,6 @@ absl::StatusOr<double> RunHttp(int port, const Prompts& prompts, int64_t output_
   return wall;
 }
 
-// The daemon's objects, as cmd_serve builds them (gRPC left out: it does not carry this load).
-struct HttpStack {
-  std::unique_ptr<server::Metrics> metrics;
-  std::unique_ptr<server::GenerationService> service;
-  std::unique_ptr<server::HttpApi> api;
-  std::unique_ptr<server::HttpServer> http;
-};
-
-absl::StatusOr<HttpStack> StartHttp(const server::Config& c, engine::Engine& eng,
-                                    const engine::Model& model) {
-  HttpStack s;
-  s.metrics = std::make_unique<server::Metrics>(server::MetricsInfo{
-      .model = "bench", .version = STRATA_VERSION, .backend = eng.device_name(),
-      .block_size = c.kvcache.block_size, .num_device_blocks = eng.Stats().num_pages});
-  s.service = std::make_unique<server::GenerationService>(
-      &eng, &model, nullptr, server::MakeServiceOptions(c, "bench"), s.metrics.get());
-  s.api = std::make_unique<server::HttpApi>(s.service.get(), s.metrics.get(),
-                                            server::HttpApiOptions{});
-  ASSIGN_OR_RETURN(s.http, server::HttpServer::Start(
-                               server::MakeHttpOptions(c),
-                               [api = s.api.get()](server::HttpRequest r, auto res) {
-                                 api->Handle(std::move(r), std::move(res));
-                               }));
-  return s;
-}
-
 server::Config BenchConfig(std::map<std::string, std::string>& args) {
   server::Config c;
   const int streams = std::stoi(args["streams"]);
@@ -167,9 +137,13 @@ int Run(int argc, char** argv) {
   if (!model.ok()) return std::fprintf(stderr, "%s\n", model.status().ToString().c_str()), 1;
   auto eng = engine::Engine::Create(**model, server::MakeEngineConfig(c, **model));
   if (!eng.ok()) return std::fprintf(stderr, "%s\n", eng.status().ToString().c_str()), 1;
-  auto stack = StartHttp(c, **eng, **model);
-  if (!stack.ok()) return std::fprintf(stderr, "%s\n", stack.status().ToString().c_str()), 1;
-  const int port = stack->http->port();
+  // The daemon's HTTP side exactly as `strata serve` builds it (gRPC does not carry this load).
+  server::HttpFrontEnd front;
+  if (absl::Status s = server::StartHttpFrontEnd(c, **eng, **model, nullptr, "bench", &front);
+      !s.ok()) {
+    return std::fprintf(stderr, "%s\n", s.ToString().c_str()), 1;
+  }
+  const int port = front.server->port();
   std::mt19937_64 rng(std::stoull(args["seed"]));
   auto prompts = [&] {
     return MakePrompts(rng, streams, input_tokens, (*model)->config.vocab_size);
@@ -199,8 +173,8 @@ int Run(int argc, char** argv) {
     rows.push_back({{"in_process_tok_s", total / in_s}, {"http_tok_s", total / http_s}});
   }
   const double median = Median(ratios);
-  std::printf("median HTTP/in-process throughput ratio %.3f (%.1f%% lower over HTTP)\n", median,
-              100.0 * (1.0 - median));
+  std::printf("median HTTP/in-process throughput ratio %.3f (HTTP %+.1f%% against in-process)\n",
+              median, 100.0 * (median - 1.0));
   std::filesystem::create_directories("bench/results");
   std::ofstream("bench/results/http.json")
       << Json{{"model", c.model.path}, {"streams", streams}, {"input_tokens", input_tokens},
@@ -208,7 +182,8 @@ int Run(int argc, char** argv) {
               {"runs", rows}, {"median_ratio", median}}
              .dump(2)
       << "\n";
-  stack->http->Stop();
+  front.server->Stop();
+  eng->reset();  // joins the engine thread before the service goes
   return 0;
 }
 

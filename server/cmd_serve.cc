@@ -62,21 +62,18 @@ void WarnAboutPolicies(const Config& c) {
 // Everything the daemon runs, destroyed front ends first and the model last.
 struct Daemon {
   std::unique_ptr<engine::Model> model;
-  std::unique_ptr<Metrics> metrics;
   std::unique_ptr<engine::Engine> engine;
-  std::unique_ptr<GenerationService> service;
-  std::unique_ptr<HttpApi> http_api;
-  std::unique_ptr<HttpServer> http;
+  HttpFrontEnd front;
   std::unique_ptr<GrpcServer> grpc;
 
   ~Daemon() {
-    if (http) http->Stop();  // closes streams: their requests are cancelled
+    if (front.server) front.server->Stop();  // closes streams: their requests are cancelled
     if (grpc) grpc->Shutdown(0);
-    http.reset();
+    front.server.reset();
     grpc.reset();
-    http_api.reset();
+    front.api.reset();
     engine.reset();  // joins the engine thread before the service and model go
-    service.reset();
+    front.service.reset();
   }
 };
 
@@ -89,35 +86,18 @@ absl::Status StartDaemon(const Config& c, Daemon* d) {
   ASSIGN_OR_RETURN(d->engine, engine::Engine::Create(*d->model, MakeEngineConfig(c, *d->model)));
   ASSIGN_OR_RETURN(auto chat_template, LoadChatTemplate(c, *d->model));
   const std::string served = ServedName(c, *d->model);
-  const engine::EngineStats stats = d->engine->Stats();
-  if (c.metrics.enabled) {
-    d->metrics = std::make_unique<Metrics>(MetricsInfo{.model = served,
-                                                       .version = STRATA_VERSION,
-                                                       .backend = d->engine->device_name(),
-                                                       .block_size = c.kvcache.block_size,
-                                                       .num_device_blocks = stats.num_pages});
-  }
-  d->service = std::make_unique<GenerationService>(d->engine.get(), d->model.get(),
-                                                   std::move(chat_template),
-                                                   MakeServiceOptions(c, served),
-                                                   d->metrics.get());
-  d->http_api = std::make_unique<HttpApi>(
-      d->service.get(), d->metrics.get(),
-      HttpApiOptions{.api_keys = c.server.api_keys,
-                     .metrics_require_api_key = c.server.metrics_require_api_key});
-  ASSIGN_OR_RETURN(d->http, HttpServer::Start(MakeHttpOptions(c), [api = d->http_api.get()](
-                                                                   HttpRequest r, auto res) {
-                     api->Handle(std::move(r), std::move(res));
-                   }));
+  RETURN_IF_ERROR(
+      StartHttpFrontEnd(c, *d->engine, *d->model, std::move(chat_template), served, &d->front));
   if (c.server.grpc_port >= 0) {
     ASSIGN_OR_RETURN(d->grpc, GrpcServer::Start(c.server.host, c.server.grpc_port,
-                                                d->service.get(), c.server.api_keys));
+                                                d->front.service.get(), c.server.api_keys));
   }
-  LOG_INFO("serving '{}' ({} KV pages of {} tokens) on http://{}:{}{}", served, stats.num_pages,
-           c.kvcache.block_size, c.server.host, d->http->port(),
+  LOG_INFO("serving '{}' ({} KV pages of {} tokens) on http://{}:{}{}", served,
+           d->engine->Stats().num_pages, c.kvcache.block_size, c.server.host,
+           d->front.server->port(),
            d->grpc ? StrCat(", gRPC ", c.server.host, ":", d->grpc->port()) : "");
   // One machine-readable line on stdout: how tests and scripts learn ephemeral ports.
-  std::printf("strata: listening http_port=%d grpc_port=%d\n", d->http->port(),
+  std::printf("strata: listening http_port=%d grpc_port=%d\n", d->front.server->port(),
               d->grpc ? d->grpc->port() : -1);
   std::fflush(stdout);
   return absl::OkStatus();
@@ -129,17 +109,17 @@ absl::Status StartDaemon(const Config& c, Daemon* d) {
 void WaitAndDrain(ShutdownSignals& signals, double grace, Daemon& d) {
   int sig = -1;
   while ((sig = signals.Wait(/*timeout_s=*/1)) < 0) {
-    if (d.grpc) d.grpc->SetServing(d.service->ready());
+    if (d.grpc) d.grpc->SetServing(d.front.service->ready());
   }
   LOG_INFO("signal {}: draining ({} requests in flight, grace {} s)", sig,
-           d.service->num_in_flight(), grace);
-  d.service->StartDraining();
+           d.front.service->num_in_flight(), grace);
+  d.front.service->StartDraining();
   if (d.grpc) d.grpc->SetServing(false);
   const double deadline = NowSeconds() + grace;
-  while (d.service->num_in_flight() > 0 && NowSeconds() < deadline) {
+  while (d.front.service->num_in_flight() > 0 && NowSeconds() < deadline) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
-  const int64_t left = d.service->num_in_flight();
+  const int64_t left = d.front.service->num_in_flight();
   if (left > 0) LOG_WARN("grace period over: cancelling {} requests", left);
   LOG_INFO("stopped");
 }

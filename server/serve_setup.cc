@@ -125,4 +125,31 @@ HttpServerOptions MakeHttpOptions(const Config& c) {
   return o;
 }
 
+absl::Status StartHttpFrontEnd(const Config& c, engine::Engine& engine,
+                               const engine::Model& model,
+                               std::shared_ptr<const engine::ChatTemplate> chat_template,
+                               const std::string& served_name, HttpFrontEnd* out) {
+  if (c.metrics.enabled) {
+    out->metrics = std::make_unique<Metrics>(
+        MetricsInfo{.model = served_name,
+                    .version = STRATA_VERSION,
+                    .backend = engine.device_name(),
+                    .block_size = c.kvcache.block_size,
+                    .num_device_blocks = engine.Stats().num_pages});
+  }
+  out->service = std::make_unique<GenerationService>(&engine, &model, std::move(chat_template),
+                                                     MakeServiceOptions(c, served_name),
+                                                     out->metrics.get());
+  out->api = std::make_unique<HttpApi>(
+      out->service.get(), out->metrics.get(),
+      HttpApiOptions{.api_keys = c.server.api_keys,
+                     .metrics_require_api_key = c.server.metrics_require_api_key});
+  ASSIGN_OR_RETURN(out->server,
+                   HttpServer::Start(MakeHttpOptions(c),
+                                     [api = out->api.get()](HttpRequest r, auto responder) {
+                                       api->Handle(std::move(r), std::move(responder));
+                                     }));
+  return absl::OkStatus();
+}
+
 }  // namespace strata::server

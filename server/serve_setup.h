@@ -12,7 +12,9 @@
 #include "engine/model.h"
 #include "server/config.h"
 #include "server/generation.h"
+#include "server/http_api.h"
 #include "server/http_server.h"
+#include "server/metrics.h"
 
 namespace strata::server {
 
@@ -26,5 +28,20 @@ std::string ServedName(const Config& config, const engine::Model& model);
 // has none; an error names the file when a template exists but does not parse.
 absl::StatusOr<std::shared_ptr<const engine::ChatTemplate>> LoadChatTemplate(
     const Config& config, const engine::Model& model);
+
+// The HTTP side of `strata serve` over one engine (also what bench_http measures). Whoever owns
+// it stops `server` and joins the engine thread before `service` goes (cmd_serve.cc's Daemon).
+struct HttpFrontEnd {
+  std::unique_ptr<Metrics> metrics;  // null when metrics.enabled is false
+  std::unique_ptr<GenerationService> service;
+  std::unique_ptr<HttpApi> api;
+  std::unique_ptr<HttpServer> server;
+};
+// Builds metrics, the generation service and the OpenAI API from the config and starts the HTTP
+// server on config.server.host/http_port. engine and model must outlive the result.
+absl::Status StartHttpFrontEnd(const Config& config, engine::Engine& engine,
+                               const engine::Model& model,
+                               std::shared_ptr<const engine::ChatTemplate> chat_template,
+                               const std::string& served_name, HttpFrontEnd* out);
 
 }  // namespace strata::server
