@@ -363,26 +363,22 @@ class Parser {
     return e;
   }
 
-  absl::StatusOr<ExprPtr> ParseOr() {
-    ASSIGN_OR_RETURN(ExprPtr left, ParseAnd());
-    while (IsName("or")) {
+  // `or` / `and`: left-associative, each with its own kind (they short-circuit).
+  template <typename SubParser>
+  absl::StatusOr<ExprPtr> ParseLogical(std::string_view keyword, ExprKind kind, SubParser next) {
+    ASSIGN_OR_RETURN(ExprPtr left, (this->*next)());
+    while (IsName(keyword)) {
       const int line = Cur().line;
       Next();
-      ASSIGN_OR_RETURN(ExprPtr right, ParseAnd());
-      left = Binary(ExprKind::kOr, "or", std::move(left), std::move(right), line);
+      ASSIGN_OR_RETURN(ExprPtr right, (this->*next)());
+      left = Binary(kind, std::string(keyword), std::move(left), std::move(right), line);
     }
     return left;
   }
 
+  absl::StatusOr<ExprPtr> ParseOr() { return ParseLogical("or", ExprKind::kOr, &Parser::ParseAnd); }
   absl::StatusOr<ExprPtr> ParseAnd() {
-    ASSIGN_OR_RETURN(ExprPtr left, ParseNot());
-    while (IsName("and")) {
-      const int line = Cur().line;
-      Next();
-      ASSIGN_OR_RETURN(ExprPtr right, ParseNot());
-      left = Binary(ExprKind::kAnd, "and", std::move(left), std::move(right), line);
-    }
-    return left;
+    return ParseLogical("and", ExprKind::kAnd, &Parser::ParseNot);
   }
 
   absl::StatusOr<ExprPtr> ParseNot() {
