@@ -5,6 +5,7 @@
 #include "server/grpc_service.h"
 
 #include <chrono>
+#include <functional>
 #include <thread>
 
 #include <grpcpp/grpcpp.h>
@@ -322,18 +323,27 @@ TEST_F(GrpcServiceTest, DrainingIsUnavailable) {
   EXPECT_EQ(call.status.error_code(), grpc::UNAVAILABLE) << call.status.error_message();
 }
 
-TEST_F(GrpcServiceTest, ClientCancelStopsTheEngineRequest) {
+// Starts a 4 x 500-token stream, reads its first message, runs `interrupt`, reads whatever
+// still comes and returns the call's final status.
+grpc::Status InterruptLongStream(v1::Generation::Stub& stub,
+                                 const std::function<void(grpc::ClientContext&)>& interrupt) {
   v1::GenerateRequest r = Greedy("Once upon a time", 500);
   r.set_ignore_eos(true);
   r.set_n(4);
   grpc::ClientContext context;
-  auto reader = stub_->Generate(&context, r);
+  auto reader = stub.Generate(&context, r);
   v1::GenerateResponse response;
-  ASSERT_TRUE(reader->Read(&response));
-  context.TryCancel();
+  if (!reader->Read(&response)) return grpc::Status(grpc::INTERNAL, "no first message");
+  interrupt(context);
   while (reader->Read(&response)) {
   }
-  EXPECT_EQ(reader->Finish().error_code(), grpc::CANCELLED);
+  return reader->Finish();
+}
+
+TEST_F(GrpcServiceTest, ClientCancelStopsTheEngineRequest) {
+  const grpc::Status status =
+      InterruptLongStream(*stub_, [](grpc::ClientContext& context) { context.TryCancel(); });
+  EXPECT_EQ(status.error_code(), grpc::CANCELLED) << status.error_message();
   ExpectEngineIdle();
   // Cancelled well before 4 x 500 tokens.
   EXPECT_LT(engine_->Stats().num_generated_tokens, 2000);
@@ -356,17 +366,10 @@ TEST_F(GrpcServiceTest, ConcurrentStreamsEachMatchTheReference) {
 }
 
 TEST_F(GrpcServiceTest, ShutdownCancelsCallsInFlight) {
-  v1::GenerateRequest r = Greedy("Once upon a time", 500);
-  r.set_ignore_eos(true);
-  r.set_n(4);
-  grpc::ClientContext context;
-  auto reader = stub_->Generate(&context, r);
-  v1::GenerateResponse response;
-  ASSERT_TRUE(reader->Read(&response));
-  server_->Shutdown(0);
-  while (reader->Read(&response)) {
-  }
-  EXPECT_FALSE(reader->Finish().ok());
+  const grpc::Status status =
+      InterruptLongStream(*stub_, [&](grpc::ClientContext&) { server_->Shutdown(0); });
+  EXPECT_FALSE(status.ok());
+  EXPECT_NE(status.error_message(), "no first message");
   ExpectEngineIdle();
   EXPECT_LT(engine_->Stats().num_generated_tokens, 2000);
 }
