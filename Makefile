@@ -21,6 +21,7 @@ CTEST_ARGS += -L $(LABELS)
 endif
 
 NODE_CLIENTS := tests/integration/node
+DEPLOY_NODE := tests/deploy/node
 
 .PHONY: all deps configure build run test bench clean node-clients
 all: build
@@ -39,9 +40,12 @@ build: configure
 run: build
 	$(BUILD_DIR)/bin/strata serve --config $(CONFIG) $(if $(MODEL),--model $(MODEL),)
 
-# The official openai npm client the integration tests drive (pinned by package-lock.json).
+# The official openai npm client the integration tests drive, and @grafana/schema + typescript
+# that type-check the Grafana dashboard (both pinned by their package-lock.json).
 node-clients: deps
 	@[[ -d $(NODE_CLIENTS)/node_modules/openai ]] || npm ci --prefix $(NODE_CLIENTS) --no-audit --no-fund
+	@[[ -d $(DEPLOY_NODE)/node_modules/@grafana/schema && -d $(DEPLOY_NODE)/node_modules/typescript ]] || \
+	  npm ci --prefix $(DEPLOY_NODE) --no-audit --no-fund
 
 test: build node-clients
 	cd $(BUILD_DIR) && ctest -j $(JOBS) $(CTEST_ARGS)

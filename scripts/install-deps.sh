@@ -26,6 +26,9 @@ done
 
 # npm ships inside some nodejs builds (NodeSource) and as its own package in Debian's.
 command -v npm >/dev/null || missing+=(npm)
+# kubectl renders the Kubernetes manifests (`kubectl kustomize`, tests/deploy). Any kubectl will
+# do (the manifests stay within kustomize v2.0.3); Debian's is kubernetes-client (kubectl 1.20).
+command -v kubectl >/dev/null || missing+=(kubernetes-client)
 
 if [[ ${#missing[@]} -eq 0 ]]; then
   echo "install-deps: all ${#BUILD_PKGS[@]} build and ${#TEST_PKGS[@]} test packages present"

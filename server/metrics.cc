@@ -58,6 +58,16 @@ Metrics::Metrics(const MetricsInfo& info)
   for (const char* kind : {"checksum", "io", "full"}) {
     tier_errors.Add({{"model", info.model}, {"tier", "disk"}, {"kind", kind}});
   }
+  // Series a dashboard or an alert divides by or watches for exist at zero before the first
+  // (rare) event, so a ratio reads 0 instead of nothing and rate() counts that first event.
+  for (const char* status : {"ok", "cancelled", "error", "rejected", "invalid"}) {
+    CounterWith(*requests_, {{"status", status}});
+  }
+  for (const std::string& slo_class : info.slo_classes) {
+    for (const char* outcome : {"met", "missed", "rejected", "cancelled"}) {
+      CounterWith(*slo_requests_, {{"class", slo_class}, {"outcome", outcome}});
+    }
+  }
   CounterWith(*prefix_queries_, {});
   for (const char* tier : {"device", "host", "disk"}) CounterWith(*prefix_hits_, {{"tier", tier}});
   auto gauge = [&](const char* name, const char* help) {

@@ -11,6 +11,7 @@
 #include <mutex>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "engine/engine.h"
 #include "prometheus/counter.h"
@@ -27,6 +28,10 @@ struct MetricsInfo {
   std::string backend;            // cpu | cuda
   int32_t block_size = 16;
   int32_t num_device_blocks = 0;  // KV pages on the device tier
+  // Configured SLO classes: their outcome series exist at zero from start-up, so attainment
+  // (met / all) reads 0 rather than nothing when a class has only misses, and rate() sees the
+  // first event of each outcome.
+  std::vector<std::string> slo_classes;
 };
 
 class Metrics {

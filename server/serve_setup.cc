@@ -130,12 +130,13 @@ absl::Status StartHttpFrontEnd(const Config& c, engine::Engine& engine,
                                std::shared_ptr<const engine::ChatTemplate> chat_template,
                                const std::string& served_name, HttpFrontEnd* out) {
   if (c.metrics.enabled) {
-    out->metrics = std::make_unique<Metrics>(
-        MetricsInfo{.model = served_name,
-                    .version = STRATA_VERSION,
-                    .backend = engine.device_name(),
-                    .block_size = c.kvcache.block_size,
-                    .num_device_blocks = engine.Stats().num_pages});
+    MetricsInfo info{.model = served_name,
+                     .version = STRATA_VERSION,
+                     .backend = engine.device_name(),
+                     .block_size = c.kvcache.block_size,
+                     .num_device_blocks = engine.Stats().num_pages};
+    for (const auto& [name, slo_class] : c.slo_classes) info.slo_classes.push_back(name);
+    out->metrics = std::make_unique<Metrics>(info);
   }
   out->service = std::make_unique<GenerationService>(&engine, &model, std::move(chat_template),
                                                      MakeServiceOptions(c, served_name),
