@@ -14,8 +14,9 @@ BUILD_PKGS=(
 )
 # Tools the tests drive as real peers: python3 serves files in the hub layout for the download
 # test and runs the gRPC client; curl and node (the official `openai` npm client) talk HTTP;
-# prometheus scrapes /metrics and its promtool checks the exposition.
-TEST_PKGS=(python3 python3-grpcio python3-grpc-tools curl nodejs prometheus)
+# prometheus scrapes /metrics and its promtool checks the exposition; gnuplot draws the plots of
+# `strata bench`.
+TEST_PKGS=(python3 python3-grpcio python3-grpc-tools curl nodejs prometheus gnuplot-nox)
 
 missing=()
 for p in "${BUILD_PKGS[@]}" "${TEST_PKGS[@]}"; do

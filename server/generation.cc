@@ -252,9 +252,10 @@ void GenerationStream::OnToken(Completion& c, const engine::TokenEvent& e,
       c.first_scheduled_at = e.first_scheduled_at;
       if (&c == &completions_[0]) {
         usage_.cached_tokens = e.num_cached_tokens;
+        if (e.first_scheduled_at > 0) usage_.queue_time_s = e.first_scheduled_at - arrival_time_;
         if (Metrics* m = service_->metrics()) {
           m->ObserveTimeToFirstToken(now - arrival_time_);
-          if (e.first_scheduled_at > 0) m->ObserveQueueTime(e.first_scheduled_at - arrival_time_);
+          if (usage_.queue_time_s >= 0) m->ObserveQueueTime(usage_.queue_time_s);
           m->AddPromptTokens(usage_.prompt_tokens);
           m->AddPrefixCacheLookup("device", usage_.prompt_tokens, e.num_cached_tokens);
         }

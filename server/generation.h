@@ -95,6 +95,7 @@ struct Usage {
   int64_t prompt_tokens = 0;
   int64_t completion_tokens = 0;              // all n completions
   int64_t cached_tokens = 0;                  // prompt tokens served by the prefix cache
+  double queue_time_s = -1;                   // arrival -> first engine step; -1 = never ran
 };
 
 class GenerationService;

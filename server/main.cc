@@ -3,6 +3,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/harness/cmd_bench.h"
 #include "server/commands.h"
 
 namespace {
@@ -15,6 +16,8 @@ constexpr char kUsage[] =
     "           [--repetition-penalty R] [--presence-penalty P] [--frequency-penalty F]\n"
     "           [--stop TEXT] [--kv-policy NAME] [--threads N] [--backend auto|cpu|cuda]\n"
     "           [--max-model-len N]\n"
+    "  bench    --workload W1..W5|trace (--server URL | --config FILE [--compare FILE])\n"
+    "           [--rates R,..] [--concurrency N] ... (strata bench --help lists all)\n"
     "  version\n";
 
 }  // namespace
@@ -32,6 +35,7 @@ int main(int argc, char** argv) {
   }
   if (cmd == "generate") return strata::server::RunGenerate(args);
   if (cmd == "serve") return strata::server::RunServe(args);
+  if (cmd == "bench") return strata::bench::RunBench(args);
   std::fprintf(stderr, "strata: unknown command '%s'\n%s", cmd.c_str(), kUsage);
   return 2;
 }

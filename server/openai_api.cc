@@ -224,6 +224,7 @@ absl::Status ParseExtensions(const Fields& f, GenerationRequest* r) {
 
 absl::Status ParseStreamOptions(const Fields& f, ResponseOptions* o) {
   RETURN_IF_ERROR(f.Bool("stream", &o->stream));
+  RETURN_IF_ERROR(f.Bool("return_token_ids", &o->return_token_ids));
   if (const Json* so = f.Get("stream_options")) {
     if (!so->is_object()) return BadParam("stream_options", "expected an object");
     if (!o->stream) return BadParam("stream_options", "is only allowed when stream is true");

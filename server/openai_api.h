@@ -22,6 +22,7 @@ struct ResponseOptions {
   bool include_usage = false;   // stream_options.include_usage
   bool echo = false;            // completions: the prompt text starts each choice
   bool logprobs = false;        // report logprobs (chat: logprobs=true; completions: logprobs=k)
+  bool return_token_ids = false;  // vLLM's extension: each choice carries its `token_ids`
   std::string model;            // echoed in every object
 };
 
@@ -55,12 +56,14 @@ class ResponseBuilder {
     std::string finish_reason;
     bool started = false;           // chat stream: the role was sent
     Json logprobs;                  // accumulated logprobs object
+    std::vector<int32_t> token_ids; // accumulated, when return_token_ids
     size_t text_offset = 0;         // completions: bytes of text so far (for text_offset)
   };
   Json Envelope(const char* object) const;
   Json LogprobsJson(Choice& choice, const std::vector<TokenLogprobs>& lps);
   void AppendLogprobs(Choice& choice, const std::vector<TokenLogprobs>& lps);
   Json UsageJson() const;
+  Json TimingsJson() const;
 
   ResponseOptions options_;
   const GenerationStream& stream_;

@@ -51,6 +51,14 @@ Json ResponseBuilder::UsageJson() const {
           {"prompt_tokens_details", {{"cached_tokens", u.cached_tokens}}}};
 }
 
+// Server-side timings (an extension, as llama.cpp's server has): queue_ms = arrival until the
+// request first joined an engine step (null when it never did), so that clients can split their
+// TTFT into queueing and compute.
+Json ResponseBuilder::TimingsJson() const {
+  const double q = stream_.usage().queue_time_s;
+  return {{"queue_ms", q >= 0 ? Json(q * 1e3) : Json(nullptr)}};
+}
+
 // The logprobs of `lps` in this API's shape; also advances the choice's text offset.
 Json ResponseBuilder::LogprobsJson(Choice& choice, const std::vector<TokenLogprobs>& lps) {
   if (options_.kind == ApiKind::kChat) {
@@ -108,6 +116,7 @@ std::string ResponseBuilder::StreamEvents(const std::vector<CompletionDelta>& de
     }
     c.started = true;
     choice["logprobs"] = options_.logprobs ? LogprobsJson(c, d.logprobs) : Json(nullptr);
+    if (options_.return_token_ids) choice["token_ids"] = d.token_ids;
     Json chunk = Envelope(chat ? "chat.completion.chunk" : "text_completion");
     chunk["choices"] = Json::array({choice});
     if (options_.include_usage) chunk["usage"] = nullptr;
@@ -123,6 +132,7 @@ std::string ResponseBuilder::StreamEnd() {
                                                           : "text_completion");
     chunk["choices"] = Json::array();
     chunk["usage"] = UsageJson();
+    chunk["timings"] = TimingsJson();
     out += "data: " + Dump(chunk) + "\n\n";
   }
   return out + "data: [DONE]\n\n";
@@ -134,6 +144,9 @@ void ResponseBuilder::Add(const std::vector<CompletionDelta>& deltas) {
     c.text += d.text;
     if (!d.finish_reason.empty()) c.finish_reason = d.finish_reason;
     if (options_.logprobs) AppendLogprobs(c, d.logprobs);
+    if (options_.return_token_ids) {
+      c.token_ids.insert(c.token_ids.end(), d.token_ids.begin(), d.token_ids.end());
+    }
   }
 }
 
@@ -150,10 +163,12 @@ std::string ResponseBuilder::Final() {
       choice["text"] = options_.echo ? stream_.prompt_text() + c.text : c.text;
     }
     choice["logprobs"] = options_.logprobs ? c.logprobs : Json(nullptr);
+    if (options_.return_token_ids) choice["token_ids"] = c.token_ids;
     choices.push_back(std::move(choice));
   }
   response["choices"] = std::move(choices);
   response["usage"] = UsageJson();
+  response["timings"] = TimingsJson();
   return Dump(response);
 }
 

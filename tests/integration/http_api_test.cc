@@ -131,6 +131,39 @@ TEST_F(HttpApiTest, StreamedChunksConcatenateToTheReferenceAndEndWithUsageAndDon
   EXPECT_EQ(finish, "length");
 }
 
+// vLLM's `return_token_ids` extension and the llama.cpp-style `timings` (what `strata bench` reads
+// for per-token timestamps and the queueing share of TTFT).
+TEST_F(HttpApiTest, ReturnTokenIdsAndTimingsReportTheReferenceTokensAndQueueTime) {
+  const Json p = Reference()["prompts"][0];
+  const Json expected = Json(std::vector<int>(p["continuation_ids"].begin(),
+                                              p["continuation_ids"].begin() + 16));
+  auto whole = Post("/v1/completions", {{"prompt", p["prompt_ids"]}, {"max_tokens", 16},
+                                        {"temperature", 0}, {"return_token_ids", true}});
+  ASSERT_EQ(whole.http_code, 200) << whole.body;
+  EXPECT_EQ(Body(whole)["choices"][0]["token_ids"], expected);
+  EXPECT_GE(Body(whole)["timings"]["queue_ms"].get<double>(), 0.0);
+  auto streamed = Post("/v1/completions",
+                       {{"prompt", p["prompt_ids"]}, {"max_tokens", 16}, {"temperature", 0},
+                        {"return_token_ids", true}, {"stream", true},
+                        {"stream_options", {{"include_usage", true}}}},
+                       "-N");
+  ASSERT_EQ(streamed.http_code, 200) << streamed.body;
+  const std::vector<std::string> events = SseData(streamed.body);
+  ASSERT_GE(events.size(), 3u);
+  Json ids = Json::array();
+  for (size_t i = 0; i + 2 < events.size(); ++i) {
+    const Json chunk = *ParseJson(events[i], "chunk");
+    for (const Json& t : chunk["choices"][0]["token_ids"]) ids.push_back(t);
+  }
+  EXPECT_EQ(ids, expected);
+  const Json usage_chunk = *ParseJson(events[events.size() - 2], "usage chunk");
+  EXPECT_GE(usage_chunk["timings"]["queue_ms"].get<double>(), 0.0);
+  // Without the flag the choices carry no ids, as OpenAI's do.
+  auto plain = Post("/v1/completions", {{"prompt", "Once"}, {"max_tokens", 2}});
+  EXPECT_FALSE(Body(plain)["choices"][0].contains("token_ids"));
+  EXPECT_EQ(Post("/v1/completions", {{"prompt", "Once"}, {"return_token_ids", 3}}).http_code, 400);
+}
+
 TEST_F(HttpApiTest, ChatRendersTheTemplateAndStreamsTheReference) {
   const Json p = Reference()["prompts"][0];
   const Json messages = Json::array({{{"role", "user"}, {"content", p["prompt"]}}});
