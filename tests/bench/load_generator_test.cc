@@ -3,14 +3,12 @@
 // OpenAI completions bodies. The daemon-driven behaviour is in tests/integration/bench_cli_test.
 #include "bench/harness/load_generator.h"
 
-#include <arpa/inet.h>
 #include <gtest/gtest.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include "common/clock.h"
 #include "common/json.h"
+#include "tests/integration/daemon.h"
 
 namespace strata::bench {
 namespace {
@@ -18,21 +16,13 @@ namespace {
 // A loopback port that is bound but not listening: connections to it are refused.
 class RefusingPort {
  public:
-  RefusingPort() {
-    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof(a));
-    socklen_t len = sizeof(a);
-    ::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len);
-    port_ = ntohs(a.sin_port);
-  }
+  RefusingPort() : fd_(testing::BindLoopback(&port_)) {}
   ~RefusingPort() { ::close(fd_); }
   int port() const { return port_; }
 
  private:
-  int fd_ = -1, port_ = 0;
+  int port_ = 0;
+  int fd_ = -1;
 };
 
 TEST(LoadGeneratorTest, RefusedConnectionsAreRecordedNotHung) {

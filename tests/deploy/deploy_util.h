@@ -3,9 +3,6 @@
 // real Prometheus server. Used from the tests' main threads only.
 #pragma once
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <cmath>
@@ -122,19 +119,6 @@ inline std::string Substitute(std::string expr, const Variables& v) {
     ReplaceAll(&expr, std::string("$") + name, value);
   }
   return expr;
-}
-
-// A loopback port that was free a moment ago (Prometheus cannot report an ephemeral one).
-inline int FreePort() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a));
-  socklen_t len = sizeof(a);
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  ::close(fd);
-  return ntohs(a.sin_port);
 }
 
 // A real Prometheus server on loopback, scraping what `config_yaml` says, with its data in a

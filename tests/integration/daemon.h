@@ -5,9 +5,12 @@
 // Used from the test's main thread only.
 #pragma once
 
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -30,6 +33,28 @@ inline std::string TempPath(const std::string& name) {
   static int counter = 0;
   return std::filesystem::temp_directory_path() /
          ("strata_it_" + std::to_string(::getpid()) + "_" + std::to_string(counter++) + "_" + name);
+}
+
+// A TCP socket bound to 127.0.0.1 on an ephemeral port (not listening: connections to it are
+// refused while it stays open); sets *port. The caller closes it.
+inline int BindLoopback(int* port) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a));
+  socklen_t len = sizeof(a);
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  *port = ntohs(a.sin_port);
+  return fd;
+}
+
+// A loopback port that was free a moment ago (for peers that cannot report an ephemeral one,
+// such as Prometheus).
+inline int FreePort() {
+  int port = 0;
+  ::close(BindLoopback(&port));
+  return port;
 }
 
 inline std::string StoriesDir() { return STRATA_SOURCE_DIR "/../shared/models/stories260k"; }

@@ -1,29 +1,13 @@
 // /metrics as Prometheus meets it: the exposition passes `promtool check metrics` with every
 // DESIGN.md §7 name present after traffic, and a real Prometheus server scraping the daemon sees
 // the same counts the requests produced.
-#include <arpa/inet.h>
 #include <gtest/gtest.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
 
 #include "common/json.h"
 #include "tests/integration/daemon.h"
 
 namespace strata::testing {
 namespace {
-
-// A loopback port that was free a moment ago (Prometheus cannot report an ephemeral one).
-int FreePort() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a));
-  socklen_t len = sizeof(a);
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  ::close(fd);
-  return ntohs(a.sin_port);
-}
 
 std::unique_ptr<DaemonProcess> StartTiny() {
   std::string error;
