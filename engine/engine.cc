@@ -4,6 +4,8 @@
 
 #include "common/logging.h"
 #include "engine/logprobs.h"
+#include "common/clock.h"
+#include "engine/cost_profile.h"
 #include "engine/local_runtime.h"
 #include "engine/step_batch.h"
 
@@ -86,7 +88,16 @@ absl::Status Engine::Init() {
   ASSIGN_OR_RETURN(runner_, ModelRunner::Create(device_.get(), mc, model_.weights, rc));
   kv_ = std::make_unique<kvcache::KvCacheManager>(runner_->kv_layout(), pages,
                                                   config_.enable_prefix_caching);
-  scheduler_ = std::make_unique<Scheduler>(config_.scheduler, kv_.get());
+  if (config_.scheduler.policy == "slo") {
+    const double t0 = NowSeconds();
+    ASSIGN_OR_RETURN(auto samples,
+                     ProfileStepCosts(*runner_, *kv_, config_.scheduler.max_batch_tokens,
+                                      config_.scheduler.max_num_seqs));
+    cost_ = CostModel::FromProfile(samples);
+    LOG_INFO("slo scheduler: step cost profile in {:.2f} s: {}", NowSeconds() - t0,
+             cost_.Describe());
+  }
+  scheduler_ = std::make_unique<Scheduler>(config_.scheduler, kv_.get(), &cost_);
   stats_.num_pages = pages;
   stats_.num_free_pages = pages;
   return absl::OkStatus();
@@ -157,6 +168,7 @@ std::unique_ptr<Sequence> Engine::MakeSequence(RequestId id, const RequestOption
   seq->max_tokens = o.max_tokens;
   seq->stop_token_ids = o.stop_token_ids;
   seq->num_logprobs = o.logprobs;
+  seq->slo = o.slo;
   SamplingParams sampling = o.sampling;
   if (sampling.seed) *sampling.seed += static_cast<uint64_t>(sibling);
   seq->sampler = std::make_unique<Sampler>(sampling);
@@ -209,7 +221,9 @@ void Engine::Loop() {
 }
 
 absl::Status Engine::Step() {
+  const double t0 = NowSeconds();
   StepPlan plan = scheduler_->Schedule();
+  Reject(plan.rejected);
   if (plan.empty()) return absl::OkStatus();
   StepBatch batch;
   batch.Build(plan, *scheduler_, *kv_);
@@ -219,6 +233,7 @@ absl::Status Engine::Step() {
   std::unordered_map<RequestId, TokenEvent> extra;  // per sampled row: timing, logprobs
   std::vector<int32_t> sampled = SampleRows(plan, &extra);
   std::vector<SeqEvent> events = scheduler_->Update(plan, sampled);
+  ObserveStep(plan.features, NowSeconds() - t0);
   // Stats first: a client that saw its last token must see a snapshot that includes it.
   PublishStats(/*num_steps=*/1, static_cast<int64_t>(sampled.size()));
   for (SeqEvent& e : events) {
@@ -253,6 +268,33 @@ std::vector<int32_t> Engine::SampleRows(const StepPlan& plan,
     }
   }
   return sampled;
+}
+
+void Engine::Reject(const std::vector<Rejection>& rejected) {
+  if (rejected.empty()) return;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stats_.num_rejected += static_cast<int64_t>(rejected.size());
+  }
+  PublishStats(0, 0);
+  for (const Rejection& r : rejected) {
+    TokenEvent e;
+    e.finish_reason = "rejected";
+    e.reason = r.reason;
+    Deliver(r.id, std::move(e));
+  }
+}
+
+// The cost model learns from every step; the stats show how well it predicted this one.
+void Engine::ObserveStep(const StepFeatures& features, double seconds) {
+  const double predicted = cost_.Predict(features);
+  cost_.Observe(features, seconds);
+  std::lock_guard<std::mutex> lock(mu_);
+  stats_.last_step_s = seconds;
+  stats_.last_predicted_step_s = predicted;
+  stats_.step_error_ratio = cost_.mean_abs_rel_error();
+  stats_.sum_step_s += seconds;
+  stats_.sum_predicted_step_s += predicted;
 }
 
 void Engine::Deliver(RequestId id, TokenEvent event) {

@@ -25,6 +25,7 @@
 #include "engine/model_runner.h"
 #include "engine/sampler.h"
 #include "engine/scheduler.h"
+#include "engine/slo.h"
 #include "kernels/device.h"
 
 namespace strata::engine {
@@ -53,6 +54,7 @@ struct RequestOptions {
   // -1: no logprobs. k >= 0: each event carries the sampled token's logprob and the k most
   // likely tokens' (log-softmax of the raw model logits, before penalties and temperature).
   int32_t logprobs = -1;
+  SloSpec slo;  // latency class (scheduler.policy slo); default: no targets, priority 0
   // Called on the engine thread after events were pushed to any of this request's channels, so a
   // front end can drain them on its own executor instead of blocking a thread on Pop(). Must be
   // cheap and must not block or call back into the engine.
@@ -66,8 +68,9 @@ struct TokenLogprob {
 
 // One event per generated token; the last one carries the finish reason.
 struct TokenEvent {
-  int32_t token = -1;            // -1 when the request ended without a new token (abort)
-  std::string finish_reason;     // "" | "length" | "stop" | "abort"
+  int32_t token = -1;            // -1 when the request ended without a new token (abort, rejected)
+  std::string finish_reason;     // "" | "length" | "stop" | "abort" | "rejected"
+  std::string reason;            // "rejected": why (the SLO class and its unreachable target)
   int64_t num_cached_tokens = 0; // prompt tokens served from the prefix cache
   double first_scheduled_at = 0; // NowSeconds() when the request first joined a step
   std::optional<TokenLogprob> logprob;  // the sampled token's, when requested
@@ -96,6 +99,12 @@ struct EngineStats {
   int64_t num_preemptions = 0;
   int64_t num_generated_tokens = 0;
   int64_t num_step_errors = 0;  // forward passes that failed (their requests were aborted)
+  int64_t num_rejected = 0;     // requests rejected by SLO admission
+  double last_step_s = 0;       // measured duration of the last step
+  double last_predicted_step_s = 0;  // the cost model's prediction for it
+  double step_error_ratio = 0;  // mean |predicted - measured| / measured, recent steps
+  double sum_step_s = 0;        // all steps' measured time, and predicted time
+  double sum_predicted_step_s = 0;
 };
 
 class Engine {
@@ -141,12 +150,15 @@ class Engine {
   void Deliver(RequestId id, TokenEvent event);
   void FailAll(const absl::Status& status);
   void PublishStats(int64_t num_steps, int64_t num_generated_tokens);
+  void Reject(const std::vector<Rejection>& rejected);
+  void ObserveStep(const StepFeatures& features, double seconds);
 
   const Model& model_;
   EngineConfig config_;
   std::unique_ptr<kernels::Device> device_;
   std::unique_ptr<ModelRunner> runner_;
   std::unique_ptr<kvcache::KvCacheManager> kv_;   // engine thread only
+  CostModel cost_;                                // engine thread only
   std::unique_ptr<Scheduler> scheduler_;          // engine thread only
   struct Route {
     std::shared_ptr<OutputChannel> channel;

@@ -11,14 +11,21 @@ absl::Status SchedulerConfig::Validate() const {
     return absl::InvalidArgumentError("engine.max_batch_tokens must be > 0");
   }
   if (max_num_seqs <= 0) return absl::InvalidArgumentError("engine.max_num_seqs must be > 0");
+  if (policy != "fcfs" && policy != "slo") {
+    return absl::InvalidArgumentError("scheduler.policy must be fcfs or slo, got '" + policy + "'");
+  }
   return absl::OkStatus();
 }
 
-Scheduler::Scheduler(const SchedulerConfig& config, kvcache::KvCacheManager* kv)
-    : config_(config), kv_(kv) {}
+Scheduler::Scheduler(const SchedulerConfig& config, kvcache::KvCacheManager* kv,
+                     const CostModel* cost, std::function<double()> clock)
+    : config_(config), kv_(kv), cost_(cost), clock_(clock ? std::move(clock) : NowSeconds) {
+  CHECK(config_.policy != "slo" || cost_ != nullptr);
+}
 
 void Scheduler::Add(std::unique_ptr<Sequence> seq) {
   CHECK(seq != nullptr && !seq->tokens.empty() && !seqs_.contains(seq->id));
+  if (seq->arrival_s == 0) seq->arrival_s = Now();
   waiting_.push_back(seq->id);
   seqs_.emplace(seq->id, std::move(seq));
 }
@@ -42,15 +49,19 @@ bool Scheduler::Abort(RequestId id) {
 }
 
 RequestId Scheduler::PreemptNewest() {
-  RequestId victim = running_.back();
-  running_.pop_back();
-  Sequence& seq = *seqs_.at(victim);
-  kv_->Release(victim);
+  const RequestId victim = running_.back();
+  Preempt(victim);
+  return victim;
+}
+
+void Scheduler::Preempt(RequestId id) {
+  running_.erase(std::remove(running_.begin(), running_.end(), id), running_.end());
+  Sequence& seq = *seqs_.at(id);
+  kv_->Release(id);
   seq.num_computed_tokens = 0;  // recompute on resume (swap comes with the tiered store)
   ++seq.num_preemptions;
   ++num_preemptions_;
-  waiting_.push_front(victim);
-  return victim;
+  waiting_.push_front(id);
 }
 
 bool Scheduler::ScheduleRunning(StepPlan* plan, int64_t* budget) {
@@ -88,7 +99,7 @@ void Scheduler::ScheduleWaiting(StepPlan* plan, int64_t* budget) {
     seq.num_computed_tokens = cached;
     seq.fork_parent.reset();
     if (seq.num_preemptions == 0) seq.num_cached_tokens = cached;
-    if (seq.first_scheduled_at == 0) seq.first_scheduled_at = NowSeconds();
+    if (seq.first_scheduled_at == 0) seq.first_scheduled_at = Now();
     waiting_.pop_front();
     running_.push_back(seq.id);
     plan->seqs.push_back({.id = seq.id, .start = cached, .num_new_tokens = num_new,
@@ -114,6 +125,30 @@ std::optional<int64_t> Scheduler::AttachKv(Sequence& seq) {
 
 StepPlan Scheduler::Schedule() {
   StepPlan plan;
+  if (config_.policy == "slo") {
+    ScheduleSlo(&plan);
+  } else {
+    ScheduleFcfs(&plan);
+  }
+  for (const ScheduledSeq& s : plan.seqs) plan.num_tokens += s.num_new_tokens;
+  plan.features = Features(plan, *this);
+  return plan;
+}
+
+StepFeatures Scheduler::Features(const StepPlan& plan, const Scheduler& s) {
+  StepFeatures f;
+  for (const ScheduledSeq& q : plan.seqs) {
+    const Sequence& seq = *s.seqs_.at(q.id);
+    const bool decode = q.num_new_tokens == 1 && q.start >= seq.num_prompt_tokens;
+    f.decode_seqs += decode ? 1 : 0;
+    f.prefill_tokens += decode ? 0 : static_cast<double>(q.num_new_tokens);
+    f.kv_tokens_read += static_cast<double>(q.start + q.num_new_tokens);
+  }
+  return f;
+}
+
+void Scheduler::ScheduleFcfs(StepPlan* out) {
+  StepPlan& plan = *out;
   int64_t budget = config_.max_batch_tokens;
   const int64_t preemptions_before = num_preemptions_;
   const bool preempted = ScheduleRunning(&plan, &budget);
@@ -126,8 +161,6 @@ StepPlan Scheduler::Schedule() {
   } else {
     ScheduleWaiting(&plan, &budget);
   }
-  for (const ScheduledSeq& s : plan.seqs) plan.num_tokens += s.num_new_tokens;
-  return plan;
 }
 
 bool Scheduler::Finished(Sequence& seq, int32_t token) const {
@@ -150,6 +183,7 @@ std::vector<SeqEvent> Scheduler::Update(const StepPlan& plan, std::span<const in
     if (!s.sample) continue;
     CHECK(next_sample < sampled.size());
     const int32_t token = sampled[next_sample++];
+    if (seq.num_output_tokens() == 0) seq.first_token_s = Now();
     seq.tokens.push_back(token);
     SeqEvent event{.id = seq.id, .token = token, .finish_reason = "",
                    .num_cached_tokens = seq.num_cached_tokens};

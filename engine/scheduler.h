@@ -8,6 +8,13 @@
 //                while the token budget and max_num_seqs allow. Out of KV pages is a normal
 //                outcome: the newest running sequence is preempted (its KV released, to be
 //                recomputed when it is admitted again), or the waiting queue waits.
+//   policy slo:  (scheduler_slo.cc) decodes first; then prompt chunks of running and waiting
+//                sequences by priority, then deadline (arrival + TTFT target). A waiting request
+//                whose TTFT target the cost model says is unreachable is rejected (class
+//                `reject`) or served after the others (best effort); a prompt chunk shrinks so
+//                that the predicted step time keeps every running sequence's TPOT slack
+//                (tpot x tokens generated - decode time so far) positive; a higher-priority
+//                request preempts a lower one when max_num_seqs is reached.
 //   Update():    advances num_computed_tokens, publishes newly full blocks, appends the sampled
 //                token of every sequence whose prompt (plus any earlier output) is now fully
 //                computed, and finishes sequences on max_tokens or a stop token.
@@ -17,6 +24,7 @@
 
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -24,7 +32,9 @@
 #include <vector>
 
 #include "common/status.h"
+#include "engine/cost_model.h"
 #include "engine/sampler.h"
+#include "engine/slo.h"
 #include "kvcache/kv_cache_manager.h"
 
 namespace strata::engine {
@@ -34,6 +44,7 @@ using RequestId = kvcache::RequestId;
 struct SchedulerConfig {
   int64_t max_batch_tokens = 2048;  // tokens one step may carry (decode + prefill chunks)
   int32_t max_num_seqs = 64;        // sequences one step may carry
+  std::string policy = "fcfs";      // fcfs | slo
 
   absl::Status Validate() const;
 };
@@ -56,6 +67,9 @@ struct Sequence {
   std::string finish_reason;          // "length" | "stop" | "abort"; empty while running
   int32_t num_logprobs = -1;          // -1: none; else top-k logprobs per sampled token
   double first_scheduled_at = 0;      // NowSeconds() of the first step that carried it
+  SloSpec slo;                        // targets and priority (policy slo)
+  double arrival_s = 0;               // the scheduler's clock when it was added
+  double first_token_s = 0;           // ... when its first output token was sampled; 0 = not yet
 
   int64_t num_output_tokens() const {
     return static_cast<int64_t>(tokens.size()) - num_prompt_tokens;
@@ -69,10 +83,17 @@ struct ScheduledSeq {
   bool sample = false;         // the chunk reaches the end of tokens(): sample the next one
 };
 
+struct Rejection {
+  RequestId id = 0;
+  std::string reason;
+};
+
 struct StepPlan {
   std::vector<ScheduledSeq> seqs;
   int64_t num_tokens = 0;
   std::vector<RequestId> preempted;  // released this step; back in the waiting queue
+  std::vector<Rejection> rejected;   // removed this step: their TTFT target was unreachable
+  StepFeatures features;             // what the cost model prices (filled by Schedule)
   bool empty() const { return seqs.empty(); }
 };
 
@@ -86,7 +107,9 @@ struct SeqEvent {
 
 class Scheduler {
  public:
-  Scheduler(const SchedulerConfig& config, kvcache::KvCacheManager* kv);
+  // `cost` (policy slo: required) predicts step times; `clock` gives seconds (a fake in tests).
+  Scheduler(const SchedulerConfig& config, kvcache::KvCacheManager* kv,
+            const CostModel* cost = nullptr, std::function<double()> clock = {});
 
   // REQUIRES: seq->id is new, the prompt is non-empty and fits the KV cache on its own.
   void Add(std::unique_ptr<Sequence> seq);
@@ -107,6 +130,26 @@ class Scheduler {
   void ScheduleWaiting(StepPlan* plan, int64_t* budget);
   // Frees the newest running sequence's KV and puts it at the front of the waiting queue.
   RequestId PreemptNewest();
+  // Frees running sequence `id`'s KV (recompute on resume) and puts it back in the waiting queue.
+  void Preempt(RequestId id);
+  void ScheduleFcfs(StepPlan* plan);
+  // Policy slo (scheduler_slo.cc).
+  void ScheduleSlo(StepPlan* plan);
+  bool ScheduleDecodes(StepPlan* plan, int64_t* budget);
+  void PreemptForPriority(StepPlan* plan);
+  double StepTimeLimit(double now) const;
+  std::vector<RequestId> PrefillOrder(bool with_waiting) const;
+  // Adds up to the largest chunk of `seq`'s prompt that fits the budget and the step-time limit.
+  bool SchedulePrefill(Sequence& seq, double limit, double now, StepPlan* plan, int64_t* budget,
+                       bool best_effort_pass);
+  bool Admit(Sequence& seq, int64_t chunk, double now, StepPlan* plan);
+  // Seconds until `seq`'s first token if its prompt is computed from now on at `chunk` tokens
+  // per step next to the current decodes (0 chunk: the most a step can take).
+  double PredictedTtft(const Sequence& seq, const StepPlan& plan, double now,
+                       int64_t chunk) const;
+  bool MakeRoomByPriority(const Sequence& seq, StepPlan* plan);
+  static StepFeatures Features(const StepPlan& plan, const Scheduler& s);
+  double Now() const { return clock_ ? clock_() : 0; }
   bool Finished(Sequence& seq, int32_t token) const;
   // Registers `seq` in the KV cache (fork, or prefix-cache lookup) and returns its computed
   // tokens; nullopt when it must wait (its fork parent is still computing the prompt).
@@ -115,6 +158,8 @@ class Scheduler {
 
   SchedulerConfig config_;
   kvcache::KvCacheManager* kv_;
+  const CostModel* cost_;
+  std::function<double()> clock_;
   std::unordered_map<RequestId, std::unique_ptr<Sequence>> seqs_;
   std::vector<RequestId> running_;  // admission order
   std::deque<RequestId> waiting_;   // arrival order; preempted ones go to the front

@@ -53,10 +53,6 @@ void WarnAboutPolicies(const Config& c) {
                p.sparsity.type);
     }
   }
-  if (c.scheduler.policy != "fcfs") {
-    LOG_WARN("scheduler.policy '{}': this build schedules first-come-first-served",
-             c.scheduler.policy);
-  }
 }
 
 // Everything the daemon runs, destroyed front ends first and the model last.

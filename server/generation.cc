@@ -138,6 +138,19 @@ absl::Status GenerationService::Validate(const GenerationRequest& r,
   return absl::OkStatus();
 }
 
+engine::SloSpec GenerationService::SloSpecOf(const GenerationRequest& r) const {
+  engine::SloSpec s;
+  s.name = r.slo_class.empty() ? options_.default_slo_class : r.slo_class;
+  if (auto it = options_.slo_classes.find(s.name); it != options_.slo_classes.end()) {
+    s.ttft_s = it->second.ttft_ms / 1e3;
+    s.tpot_s = it->second.tpot_ms / 1e3;
+    s.priority = it->second.priority;
+    s.reject_on_overload = it->second.reject;
+  }
+  if (r.priority != 0) s.priority = r.priority;
+  return s;
+}
+
 absl::StatusOr<std::unique_ptr<GenerationStream>> GenerationService::Start(
     const GenerationRequest& r, std::function<void()> notify) {
   auto reject = [&](absl::Status s) {
@@ -170,9 +183,13 @@ absl::StatusOr<std::unique_ptr<GenerationStream>> GenerationService::Start(
   e.cache_salt = r.cache_salt;
   e.n = r.n;
   e.logprobs = r.logprobs;
+  e.slo = SloSpecOf(r);
+  const bool may_be_rejected = options_.slo_admission && e.slo.reject_on_overload &&
+                               e.slo.ttft_s > 0;
   e.notify = std::move(notify);
   std::unique_ptr<GenerationStream> stream(new GenerationStream(this, r));
   stream->prompt_ids_ = *ids;
+  stream->may_be_rejected_ = may_be_rejected;
   absl::StatusOr<engine::Engine::Submission> sub = engine_->Submit(std::move(e));
   if (!sub.ok()) {
     --in_flight_;
@@ -290,6 +307,9 @@ void GenerationStream::OnToken(Completion& c, const engine::TokenEvent& e,
       delta->text += text;
     }
   }
+  if (e.finish_reason == "rejected" && c.num_tokens == 0 && rejection_.ok()) {
+    rejection_ = absl::ResourceExhaustedError(e.reason);
+  }
   if (!e.finish_reason.empty()) {
     std::string tail = c.decoder->Flush();
     if (c.stops) {
@@ -309,6 +329,11 @@ void GenerationStream::Finish(Completion& c, const std::string& reason, Completi
   if (!m || cancelled_) return;
   if (c.num_tokens > 1) m->ObserveTimePerOutputToken(TimePerOutputToken(c));
   if (!finished()) return;
+  if (!rejection_.ok()) {
+    m->CountRequest("rejected");
+    m->CountSlo(slo_class_, "rejected");
+    return;
+  }
   const double now = NowSeconds();
   m->ObserveEndToEnd(now - arrival_time_);
   const bool aborted = reason == "abort";
@@ -316,12 +341,17 @@ void GenerationStream::Finish(Completion& c, const std::string& reason, Completi
   const auto& classes = service_->options().slo_classes;
   auto it = classes.find(slo_class_);
   if (aborted || it == classes.end()) return;
+  m->CountSlo(slo_class_, SloOutcome(it->second));
+}
+
+// met | missed_ttft | missed_tpot: the first completion against its class's targets.
+const char* GenerationStream::SloOutcome(const ServiceOptions::SloTarget& target) const {
   const Completion& first = completions_[0];
   const double ttft_ms = (first.first_token_time - arrival_time_) * 1e3;
   const double tpot_ms = TimePerOutputToken(first) * 1e3;
-  const bool met = (it->second.ttft_ms <= 0 || ttft_ms <= it->second.ttft_ms) &&
-                   (it->second.tpot_ms <= 0 || tpot_ms <= it->second.tpot_ms);
-  m->CountSlo(slo_class_, met ? "met" : "missed");
+  if (target.ttft_ms > 0 && ttft_ms > target.ttft_ms) return "missed_ttft";
+  if (target.tpot_ms > 0 && tpot_ms > target.tpot_ms) return "missed_tpot";
+  return "met";
 }
 
 }  // namespace strata::server

@@ -45,9 +45,12 @@ struct ServiceOptions {
   struct SloTarget {
     double ttft_ms = 0;                  // 0 = no target
     double tpot_ms = 0;
+    int priority = 0;                    // higher is admitted first (scheduler.policy slo)
+    bool reject = false;                 // on_overload: reject (429 once TTFT is unreachable)
   };
   std::map<std::string, SloTarget> slo_classes;  // valid slo_class names
   std::string default_slo_class = "default";
+  bool slo_admission = false;            // scheduler.policy slo: classes with `reject` may get 429
 };
 
 // One request, as every transport parses it. Validation of types and JSON happens in the
@@ -112,6 +115,12 @@ class GenerationStream {
   // The client went away: cancels every completion in the engine (freed within one step).
   void Cancel();
   bool finished() const { return num_finished_ == static_cast<int32_t>(completions_.size()); }
+  // ResourceExhausted with the scheduler's reason when SLO admission rejected the request before
+  // it produced a token (HTTP 429, gRPC RESOURCE_EXHAUSTED); OK otherwise.
+  const absl::Status& rejection() const { return rejection_; }
+  // Whether the scheduler may still reject it (SLO admission, class `reject` with a TTFT target):
+  // a streaming transport then holds its response head until the first token.
+  bool may_be_rejected() const { return may_be_rejected_; }
 
   const Usage& usage() const { return usage_; }
   const std::string& prompt_text() const { return prompt_text_; }  // decoded prompt (echo)
@@ -138,6 +147,7 @@ class GenerationStream {
   void OnToken(Completion& c, const engine::TokenEvent& e, CompletionDelta* delta);
   void Finish(Completion& c, const std::string& reason, CompletionDelta* delta);
   static double TimePerOutputToken(const Completion& c);
+  const char* SloOutcome(const ServiceOptions::SloTarget& target) const;
 
   GenerationService* service_;
   std::string id_;
@@ -151,6 +161,8 @@ class GenerationStream {
   std::vector<Completion> completions_;
   int32_t num_finished_ = 0;
   bool cancelled_ = false;
+  absl::Status rejection_;
+  bool may_be_rejected_ = false;
   Usage usage_;
 };
 
@@ -188,6 +200,9 @@ class GenerationService {
  private:
   friend class GenerationStream;
   absl::Status Validate(const GenerationRequest& r, int64_t num_prompt_tokens) const;
+  // The request's class as the scheduler sees it; a request's own non-zero `priority` replaces
+  // its class's.
+  engine::SloSpec SloSpecOf(const GenerationRequest& r) const;
   absl::StatusOr<std::vector<int32_t>> PromptIds(const GenerationRequest& r) const;
   std::string TokenText(int32_t id) const;
 

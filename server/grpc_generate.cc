@@ -96,6 +96,10 @@ void GenerateReactor::PumpLocked() {
   if (outbox_.empty() && !stream_finished_) {
     std::vector<CompletionDelta> deltas;
     stream_finished_ = stream_->Poll(&deltas);
+    if (!stream_->rejection().ok() && !wrote_any_) {  // SLO admission: RESOURCE_EXHAUSTED
+      FinishLocked(ToGrpcStatus(stream_->rejection()));
+      return;
+    }
     for (v1::GenerateResponse& m : ToResponses(deltas)) outbox_.push_back(std::move(m));
     if (stream_finished_) {
       if (outbox_.empty()) outbox_.emplace_back();  // usage still needs a message to ride on
@@ -109,6 +113,7 @@ void GenerateReactor::PumpLocked() {
   writing_ = std::move(outbox_.front());
   outbox_.pop_front();
   write_in_flight_ = true;
+  wrote_any_ = true;
   if (stream_finished_ && outbox_.empty()) {
     finish_called_ = true;
     StartWriteAndFinish(&writing_, grpc::WriteOptions(), grpc::Status::OK);

@@ -75,6 +75,7 @@ class GenerateReactor : public grpc::ServerWriteReactor<v1::GenerateResponse>,
   v1::GenerateResponse writing_;                 // the write in flight
   bool write_in_flight_ = false;
   bool stream_finished_ = false;                 // Poll returned true
+  bool wrote_any_ = false;                       // a response message went out
   bool cancelled_ = false;                       // OnCancel or a failed write
   bool finish_called_ = false;
   bool done_ = false;                            // OnDone ran: no gRPC calls any more

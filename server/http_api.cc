@@ -62,11 +62,15 @@ class HttpApi::Exchange : public std::enable_shared_from_this<Exchange> {
     };
   }
 
-  // Strand: the stream was accepted.
+  // Strand: the stream was accepted. A streaming response's head goes out now, or with its first
+  // event when SLO admission may still reject the request (which then gets a plain 429).
   void Begin(std::unique_ptr<GenerationStream> stream) {
     stream_ = std::move(stream);
     builder_.emplace(options_, *stream_);
-    if (options_.stream) responder_->StartStream(200, "text/event-stream");
+    if (options_.stream && !stream_->may_be_rejected()) {
+      responder_->StartStream(200, "text/event-stream");
+      started_ = true;
+    }
     responder_->OnClose([weak = weak_from_this()] {
       if (auto self = weak.lock()) self->Close();
     });
@@ -77,7 +81,16 @@ class HttpApi::Exchange : public std::enable_shared_from_this<Exchange> {
     if (!stream_) return;
     std::vector<CompletionDelta> deltas;
     const bool done = stream_->Poll(&deltas);
+    if (!started_ && !stream_->rejection().ok()) {
+      responder_->Send(429, kJson, ErrorBody(stream_->rejection()));
+      Finish();
+      return;
+    }
     if (options_.stream) {
+      if (!started_ && (done || !deltas.empty())) {
+        responder_->StartStream(200, "text/event-stream");
+        started_ = true;
+      }
       if (!deltas.empty()) responder_->Write(builder_->StreamEvents(deltas));
       if (done) {
         responder_->Write(builder_->StreamEnd());
@@ -107,6 +120,7 @@ class HttpApi::Exchange : public std::enable_shared_from_this<Exchange> {
   ResponseOptions options_;
   std::unique_ptr<GenerationStream> stream_;  // strand only
   std::optional<ResponseBuilder> builder_;    // strand only
+  bool started_ = false;                      // strand only: the response head went out
   std::atomic<bool> pump_pending_{false};
 };
 

@@ -1,5 +1,7 @@
 #include "server/metrics.h"
 
+#include <algorithm>
+
 #include "prometheus/text_serializer.h"
 
 namespace strata::server {
@@ -64,7 +66,7 @@ Metrics::Metrics(const MetricsInfo& info)
     CounterWith(*requests_, {{"status", status}});
   }
   for (const std::string& slo_class : info.slo_classes) {
-    for (const char* outcome : {"met", "missed", "rejected", "cancelled"}) {
+    for (const char* outcome : {"met", "missed_ttft", "missed_tpot", "rejected", "cancelled"}) {
       CounterWith(*slo_requests_, {{"class", slo_class}, {"outcome", outcome}});
     }
   }
@@ -78,6 +80,17 @@ Metrics::Metrics(const MetricsInfo& info)
   kv_usage_ = gauge("strata_kv_cache_usage_ratio",
                     "Fraction of a tier's KV pages held by requests (cached free pages count "
                     "as free).");
+  step_time_ = &gauge("strata_step_time_seconds", "Measured duration of the last engine step.")
+                    ->Add(model);
+  step_time_predicted_ = &gauge("strata_step_time_predicted_seconds",
+                                "The cost model's prediction for the last engine step.")
+                              ->Add(model);
+  step_error_ratio_ = &gauge("strata_step_time_prediction_error_ratio",
+                             "Recent mean of |predicted - measured| / measured step time.")
+                           ->Add(model);
+  step_seconds_ = counter("strata_step_duration_seconds_total", "Measured engine step time.");
+  step_predicted_seconds_ = counter("strata_step_predicted_duration_seconds_total",
+                                    "Engine step time the cost model predicted.");
   gauge("strata_cache_config_info", "KV cache configuration (value 1).")
       ->Add({{"model", info.model},
              {"block_size", std::to_string(info.block_size)},
@@ -126,6 +139,14 @@ std::string Metrics::Render(const engine::EngineStats& stats) {
                           ? 1.0 - static_cast<double>(stats.num_free_pages) / stats.num_pages
                           : 0.0;
   kv_usage_->Add({{"model", info_.model}, {"tier", "device"}}).Set(used);
+  step_time_->Set(stats.last_step_s);
+  step_time_predicted_->Set(stats.last_predicted_step_s);
+  step_error_ratio_->Set(stats.step_error_ratio);
+  step_seconds_->Increment(std::max(0.0, stats.sum_step_s - step_seconds_seen_));
+  step_seconds_seen_ = std::max(step_seconds_seen_, stats.sum_step_s);
+  step_predicted_seconds_->Increment(
+      std::max(0.0, stats.sum_predicted_step_s - step_predicted_seconds_seen_));
+  step_predicted_seconds_seen_ = std::max(step_predicted_seconds_seen_, stats.sum_predicted_step_s);
   if (stats.num_preemptions > preemptions_seen_) {
     preemptions_->Increment(static_cast<double>(stats.num_preemptions - preemptions_seen_));
     preemptions_seen_ = stats.num_preemptions;

@@ -48,7 +48,7 @@ class Metrics {
   void CountRequest(std::string_view status);
   // A request's prompt looked up in the prefix cache: `queried` tokens, `hit` of them found.
   void AddPrefixCacheLookup(std::string_view tier, int64_t queried, int64_t hit);
-  // outcome: met | missed | rejected | cancelled
+  // outcome: met | missed_ttft | missed_tpot | rejected | cancelled
   void CountSlo(std::string_view slo_class, std::string_view outcome);
 
   // The text exposition format, with engine-side series refreshed from `stats`.
@@ -74,6 +74,15 @@ class Metrics {
   prometheus::Gauge* running_;
   prometheus::Gauge* waiting_;
   prometheus::Family<prometheus::Gauge>* kv_usage_;
+  // The scheduler's cost model against reality (DESIGN.md §6): last step measured and predicted,
+  // the recent mean relative error, and both summed over every step.
+  prometheus::Gauge* step_time_;
+  prometheus::Gauge* step_time_predicted_;
+  prometheus::Gauge* step_error_ratio_;
+  prometheus::Counter* step_seconds_;
+  prometheus::Counter* step_predicted_seconds_;
+  double step_seconds_seen_ = 0;            // guarded by mu_
+  double step_predicted_seconds_seen_ = 0;  // guarded by mu_
   std::mutex mu_;                  // Render
   int64_t preemptions_seen_ = 0;   // guarded by mu_
 };

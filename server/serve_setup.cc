@@ -15,6 +15,7 @@ engine::EngineConfig MakeEngineConfig(const Config& c, const engine::Model& mode
   e.threads = c.engine.threads;
   e.scheduler.max_num_seqs = static_cast<int32_t>(c.engine.max_num_seqs);
   e.scheduler.max_batch_tokens = c.engine.max_batch_tokens;
+  e.scheduler.policy = c.scheduler.policy;
   e.block_size = c.kvcache.block_size;
   e.max_model_len = c.model.max_model_len;
   e.enable_prefix_caching = c.kvcache.prefix_caching;
@@ -44,9 +45,11 @@ ServiceOptions MakeServiceOptions(const Config& c, const std::string& served_nam
   for (const auto& [name, policy] : c.policies) o.policies.insert(name);
   o.default_policy = c.kvcache.default_policy;
   for (const auto& [name, cls] : c.slo_classes) {
-    o.slo_classes[name] = {.ttft_ms = cls.ttft_ms, .tpot_ms = cls.tpot_ms};
+    o.slo_classes[name] = {.ttft_ms = cls.ttft_ms, .tpot_ms = cls.tpot_ms,
+                           .priority = cls.priority, .reject = cls.on_overload == "reject"};
   }
   o.default_slo_class = c.scheduler.default_slo_class;
+  o.slo_admission = c.scheduler.policy == "slo";
   return o;
 }
 
@@ -134,7 +137,8 @@ absl::Status StartHttpFrontEnd(const Config& c, engine::Engine& engine,
                      .version = STRATA_VERSION,
                      .backend = engine.device_name(),
                      .block_size = c.kvcache.block_size,
-                     .num_device_blocks = engine.Stats().num_pages};
+                     .num_device_blocks = engine.Stats().num_pages,
+                     .slo_classes = {}};
     for (const auto& [name, slo_class] : c.slo_classes) info.slo_classes.push_back(name);
     out->metrics = std::make_unique<Metrics>(info);
   }
