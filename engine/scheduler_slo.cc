@@ -9,6 +9,8 @@ namespace strata::engine {
 namespace {
 
 constexpr double kInf = std::numeric_limits<double>::infinity();
+constexpr double kSlackShare = 0.5;  // of a sequence's TPOT slack one step may spend
+constexpr double kTpotShare = 0.9;   // of its TPOT target one step may take
 
 double Deadline(const Sequence& seq) {
   return seq.slo.ttft_s > 0 ? seq.arrival_s + seq.slo.ttft_s : kInf;
@@ -75,7 +77,9 @@ bool Scheduler::ScheduleDecodes(StepPlan* plan, int64_t* budget) {
 
 // The longest this step may take so that every running sequence with a TPOT target and positive
 // slack keeps it positive: after the step it has one more token and step more seconds, so
-// slack + tpot - step > 0. Sequences already behind their target do not hold everyone back.
+// slack + tpot - step > 0. A margin keeps half the slack and a tenth of the target in reserve
+// for prediction errors and for the steps to come. Sequences already behind their target do not
+// hold everyone back.
 double Scheduler::StepTimeLimit(double now) const {
   double limit = kInf;
   for (RequestId id : running_) {
@@ -83,7 +87,7 @@ double Scheduler::StepTimeLimit(double now) const {
     if (seq.slo.tpot_s <= 0 || seq.first_token_s == 0) continue;
     const double generated = static_cast<double>(seq.num_output_tokens());
     const double slack = seq.slo.tpot_s * generated - (now - seq.first_token_s);
-    if (slack > 0) limit = std::min(limit, slack + seq.slo.tpot_s);
+    if (slack > 0) limit = std::min(limit, kSlackShare * slack + kTpotShare * seq.slo.tpot_s);
   }
   return limit;
 }

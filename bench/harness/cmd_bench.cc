@@ -109,8 +109,10 @@ class Bench {
     RETURN_IF_ERROR(Prepare());
     const std::vector<Target> targets = Targets(o_);
     const std::vector<double> rates = o_.rates.empty() ? std::vector<double>{0} : o_.rates;
-    for (const Target& t : targets) {
-      for (size_t i = 0; i < rates.size(); ++i) {
+    // Rate-major: the configs compared at one rate run back to back, so that drift of a shared
+    // machine between the two halves of a sweep does not masquerade as a difference.
+    for (size_t i = 0; i < rates.size(); ++i) {
+      for (const Target& t : targets) {
         // A running daemon keeps its cache between runs: give each run its own prompts there.
         const uint64_t seed = o_.workload.seed + (t.config.empty() ? i : 0);
         ASSIGN_OR_RETURN(RunReport r, RunOne(t, rates[i], seed));
