@@ -281,6 +281,17 @@ inline double MetricSample(const std::string& exposition, const std::string& nam
   return -1;
 }
 
+// Stops (SIGTERM) and deletes a daemon a test suite shared; returns its exit code (0 when there
+// was none) and its log in *log.
+inline int StopAndDelete(DaemonProcess*& d, std::string* log) {
+  if (d == nullptr) return 0;
+  const int code = d->Stop();
+  *log = d->Log();
+  delete d;
+  d = nullptr;
+  return code;
+}
+
 // Scrapes the daemon's /metrics until `name` reads `value` (or `timeout_s` passes); returns the
 // last exposition, for the caller's assertions and messages.
 inline std::string WaitForMetric(const DaemonProcess& d, const std::string& name, double value,

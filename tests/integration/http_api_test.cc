@@ -53,11 +53,8 @@ class HttpApiTest : public ::testing::Test {
     ASSERT_NE(daemon_, nullptr) << error;
   }
   static void TearDownTestSuite() {
-    if (daemon_ != nullptr) {
-      EXPECT_EQ(daemon_->Stop(), 0) << daemon_->Log();
-    }
-    delete daemon_;
-    daemon_ = nullptr;
+    std::string log;
+    EXPECT_EQ(StopAndDelete(daemon_, &log), 0) << log;
     if (template_path_ != nullptr) std::filesystem::remove(*template_path_);
     delete template_path_;
   }

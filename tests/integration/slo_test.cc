@@ -34,11 +34,8 @@ class SloTest : public ::testing::Test {
     ASSERT_NE(daemon_, nullptr) << error;
   }
   static void TearDownTestSuite() {
-    if (daemon_ != nullptr) {
-      EXPECT_EQ(daemon_->Stop(), 0) << daemon_->Log();
-    }
-    delete daemon_;
-    daemon_ = nullptr;
+    std::string log;
+    EXPECT_EQ(StopAndDelete(daemon_, &log), 0) << log;
   }
   void SetUp() override {
     if (!HaveStories()) GTEST_SKIP() << "no " << StoriesDir();
