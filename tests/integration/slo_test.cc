@@ -52,9 +52,10 @@ class SloTest : public ::testing::Test {
 DaemonProcess* SloTest::daemon_ = nullptr;
 
 TEST_F(SloTest, GreedyOutputsAreTheReferenceInEveryClass) {
-  ASSERT_GE(Reference()["prompts"].size(), 2u);
+  const Json ref = Reference();  // the loop below must not iterate a temporary
+  ASSERT_GE(ref["prompts"].size(), 2u);
   for (const char* cls : {"interactive", "batch", ""}) {
-    for (const Json& p : Reference()["prompts"]) {
+    for (const Json& p : ref["prompts"]) {
       Json body = {{"prompt", p["prompt"]}, {"max_tokens", 48}, {"temperature", 0}};
       if (*cls != '\0') {
         body["slo_class"] = cls;
