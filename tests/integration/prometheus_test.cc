@@ -5,6 +5,7 @@
 
 #include "common/json.h"
 #include "tests/integration/daemon.h"
+#include "tests/integration/prometheus_server.h"
 
 namespace strata::testing {
 namespace {
@@ -60,47 +61,19 @@ TEST(PrometheusTest, ExpositionPassesPromtoolAndHasEveryContractName) {
   EXPECT_EQ(d->Stop(), 0);
 }
 
-// The latest value Prometheus holds for `query`, or -1 while it has none.
-double Query(const std::string& web, const std::string& query) {
-  auto r = Curl("GET", "http://" + web + "/api/v1/query?query=" + query);
-  auto j = ParseJson(r.body, "prometheus");
-  if (r.http_code != 200 || !j.ok() || (*j)["data"]["result"].empty()) return -1;
-  return std::stod((*j)["data"]["result"][0]["value"][1].get<std::string>());
-}
-
-// Polls until `query` has `want` (or time runs out); returns the last value seen.
-double WaitFor(const std::string& web, const std::string& query, double want) {
-  double seen = -1;
-  for (int i = 0; i < 120 && seen != want; ++i) {
-    seen = Query(web, query);
-    if (seen != want) std::this_thread::sleep_for(std::chrono::milliseconds(250));
-  }
-  return seen;
-}
-
 TEST(PrometheusTest, RealPrometheusSeesTheCountersMoveWhileRequestsRun) {
   auto d = StartTiny();
   ASSERT_NE(d, nullptr);
-  const std::string dir = TempPath("prometheus");
-  std::filesystem::create_directories(dir);
-  ASSERT_TRUE(WriteFile(dir + "/prometheus.yml",
-                        "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: strata\n"
+  PrometheusServer prom("global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: strata\n"
                         "    static_configs:\n      - targets: ['127.0.0.1:" +
-                            std::to_string(d->http_port()) + "']\n")
-                  .ok());
-  const std::string web = "127.0.0.1:" + std::to_string(FreePort());
-  const std::string pid = Shell("prometheus --config.file=" + dir + "/prometheus.yml" +
-                                " --storage.tsdb.path=" + dir + "/data --web.listen-address=" +
-                                web + " > " + dir + "/log 2>&1 & echo $!");
-  const std::string log = dir + "/log";
-  EXPECT_EQ(WaitFor(web, "up", 1), 1) << ReadFile(log).value_or("");
-  EXPECT_EQ(WaitFor(web, "strata_generation_tokens_total", 0), 0);
+                        std::to_string(d->http_port()) + "']\n");
+  auto is = [](double want) { return [want](double v) { return v == want; }; };
+  EXPECT_EQ(prom.WaitFor("up", is(1)), 1) << prom.Log();
+  EXPECT_EQ(prom.WaitFor("strata_generation_tokens_total", is(0)), 0);
   Generate(*d, 2, 5);
-  EXPECT_EQ(WaitFor(web, "strata_generation_tokens_total", 10), 10);
-  EXPECT_EQ(WaitFor(web, "strata_requests_total%7Bstatus%3D%22ok%22%7D", 2), 2);
-  EXPECT_EQ(WaitFor(web, "strata_time_to_first_token_seconds_count", 2), 2);
-  Shell("kill " + std::to_string(std::stoi(pid)) + " 2>/dev/null; sleep 0.5");
-  std::filesystem::remove_all(dir);
+  EXPECT_EQ(prom.WaitFor("strata_generation_tokens_total", is(10)), 10);
+  EXPECT_EQ(prom.WaitFor("strata_requests_total{status=\"ok\"}", is(2)), 2);
+  EXPECT_EQ(prom.WaitFor("strata_time_to_first_token_seconds_count", is(2)), 2);
   EXPECT_EQ(d->Stop(), 0);
 }
 
