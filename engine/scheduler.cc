@@ -126,12 +126,12 @@ std::optional<int64_t> Scheduler::AttachKv(Sequence& seq) {
 StepPlan Scheduler::Schedule() {
   StepPlan plan;
   if (config_.policy == "slo") {
-    ScheduleSlo(&plan);
+    ScheduleSlo(&plan);  // keeps plan.features current as it goes
   } else {
     ScheduleFcfs(&plan);
+    plan.features = Features(plan, *this);
   }
   for (const ScheduledSeq& s : plan.seqs) plan.num_tokens += s.num_new_tokens;
-  plan.features = Features(plan, *this);
   return plan;
 }
 

@@ -138,15 +138,22 @@ class Scheduler {
   bool ScheduleDecodes(StepPlan* plan, int64_t* budget);
   void PreemptForPriority(StepPlan* plan);
   double StepTimeLimit(double now) const;
-  std::vector<RequestId> PrefillOrder(bool with_waiting) const;
-  // Adds up to the largest chunk of `seq`'s prompt that fits the budget and the step-time limit.
-  bool SchedulePrefill(Sequence& seq, double limit, double now, StepPlan* plan, int64_t* budget,
-                       bool best_effort_pass);
+  struct PrefillCandidate {
+    Sequence* seq = nullptr;  // null once rejected
+    bool waiting = false;     // in the waiting queue (else running, still in its prompt)
+    bool reachable = true;    // its TTFT target can still be met (or it has none)
+  };
+  std::vector<PrefillCandidate> PrefillOrder(bool with_waiting) const;
+  void Classify(std::vector<PrefillCandidate>& candidates, const StepPlan& plan, double now,
+                std::vector<Rejection>* rejected);
+  // Adds up to the largest chunk of `seq`'s prompt that fits the budget and the step-time limit
+  // (plan->features stays current).
+  bool SchedulePrefill(Sequence& seq, double limit, double now, StepPlan* plan,
+                       int64_t* budget);
   bool Admit(Sequence& seq, int64_t chunk, double now, StepPlan* plan);
-  // Seconds until `seq`'s first token if its prompt is computed from now on at `chunk` tokens
-  // per step next to the current decodes (0 chunk: the most a step can take).
-  double PredictedTtft(const Sequence& seq, const StepPlan& plan, double now,
-                       int64_t chunk) const;
+  // Seconds from arrival to `seq`'s first token if its prompt is computed from now on in the
+  // largest chunks a step can take next to the plan's decodes (the best case).
+  double PredictedTtft(const Sequence& seq, const StepPlan& plan, double now) const;
   bool MakeRoomByPriority(const Sequence& seq, StepPlan* plan);
   static StepFeatures Features(const StepPlan& plan, const Scheduler& s);
   double Now() const { return clock_ ? clock_() : 0; }

@@ -29,15 +29,37 @@ void Scheduler::ScheduleSlo(StepPlan* plan) {
   PreemptForPriority(plan);
   // As in fcfs, a step that had to preempt for pages admits nobody new: they go to running ones.
   const bool admit = !ScheduleDecodes(plan, &budget);
+  plan->features = Features(*plan, *this);  // kept current as prompt chunks join
   const double limit = StepTimeLimit(now);
+  std::vector<PrefillCandidate> candidates = PrefillOrder(admit);
+  Classify(candidates, *plan, now, &plan->rejected);
   // Two passes: requests whose TTFT target is reachable (or who have none), then best effort.
   for (bool best_effort : {false, true}) {
-    for (RequestId id : PrefillOrder(admit)) {
+    for (const PrefillCandidate& c : candidates) {
       if (budget <= 0) return;
-      auto it = seqs_.find(id);
-      if (it == seqs_.end()) continue;  // rejected earlier in this pass
-      SchedulePrefill(*it->second, limit, now, plan, &budget, best_effort);
+      if (c.seq != nullptr && c.reachable != best_effort) {
+        SchedulePrefill(*c.seq, limit, now, plan, &budget);
+      }
     }
+  }
+}
+
+// Judges every candidate's TTFT target once, next to this step's decodes: reachable, or not —
+// then a waiting request of a `reject` class is rejected now (its seq set to null).
+void Scheduler::Classify(std::vector<PrefillCandidate>& candidates, const StepPlan& plan,
+                         double now, std::vector<Rejection>* rejected) {
+  for (PrefillCandidate& c : candidates) {
+    const Sequence& seq = *c.seq;
+    if (seq.slo.ttft_s <= 0 || seq.num_output_tokens() > 0) continue;
+    const double predicted = PredictedTtft(seq, plan, now);
+    c.reachable = predicted <= seq.slo.ttft_s;
+    if (c.reachable || !c.waiting || !seq.slo.reject_on_overload) continue;
+    rejected->push_back(
+        {seq.id, StrCat("SLO class '", seq.slo.name, "': predicted time to first token ",
+                        std::lround(predicted * 1e3), " ms exceeds its target of ",
+                        std::lround(seq.slo.ttft_s * 1e3), " ms")});
+    Remove(seq.id);
+    c.seq = nullptr;
   }
 }
 
@@ -45,11 +67,9 @@ void Scheduler::ScheduleSlo(StepPlan* plan) {
 // one takes that one's slot: the victim (the newest of the lowest priority) is preempted.
 void Scheduler::PreemptForPriority(StepPlan* plan) {
   if (static_cast<int32_t>(running_.size()) < config_.max_num_seqs) return;
-  for (RequestId id : PrefillOrder(/*with_waiting=*/true)) {
-    const Sequence& seq = *seqs_.at(id);
-    const bool waiting = std::find(waiting_.begin(), waiting_.end(), id) != waiting_.end();
-    if (!waiting) continue;
-    if (!MakeRoomByPriority(seq, plan)) return;  // the rest have no higher priority either
+  for (const PrefillCandidate& c : PrefillOrder(/*with_waiting=*/true)) {
+    if (!c.waiting) continue;
+    if (!MakeRoomByPriority(*c.seq, plan)) return;  // the rest have no higher priority either
   }
 }
 
@@ -94,16 +114,19 @@ double Scheduler::StepTimeLimit(double now) const {
 
 // Running sequences still in their prompt, then waiting ones; by priority, then deadline, then
 // arrival.
-std::vector<RequestId> Scheduler::PrefillOrder(bool with_waiting) const {
-  std::vector<RequestId> order;
+std::vector<Scheduler::PrefillCandidate> Scheduler::PrefillOrder(bool with_waiting) const {
+  std::vector<PrefillCandidate> order;
   for (RequestId id : running_) {
-    if (InPrompt(*seqs_.at(id))) order.push_back(id);
+    Sequence* seq = seqs_.at(id).get();
+    if (InPrompt(*seq)) order.push_back({seq, /*waiting=*/false});
   }
   const size_t num_running = order.size();
-  if (with_waiting) order.insert(order.end(), waiting_.begin(), waiting_.end());
-  auto urgent = [&](RequestId a, RequestId b) {
-    const Sequence& x = *seqs_.at(a);
-    const Sequence& y = *seqs_.at(b);
+  if (with_waiting) {
+    for (RequestId id : waiting_) order.push_back({seqs_.at(id).get(), /*waiting=*/true});
+  }
+  auto urgent = [](const PrefillCandidate& a, const PrefillCandidate& b) {
+    const Sequence& x = *a.seq;
+    const Sequence& y = *b.seq;
     if (x.slo.priority != y.slo.priority) return x.slo.priority > y.slo.priority;
     if (Deadline(x) != Deadline(y)) return Deadline(x) < Deadline(y);
     return x.arrival_s < y.arrival_s;
@@ -113,12 +136,11 @@ std::vector<RequestId> Scheduler::PrefillOrder(bool with_waiting) const {
   return order;
 }
 
-double Scheduler::PredictedTtft(const Sequence& seq, const StepPlan& plan, double now,
-                                int64_t chunk) const {
-  StepFeatures f = Features(plan, *this);
+double Scheduler::PredictedTtft(const Sequence& seq, const StepPlan& plan, double now) const {
+  const StepFeatures& f = plan.features;
   const int64_t left = static_cast<int64_t>(seq.tokens.size()) - seq.num_computed_tokens;
-  const int64_t full = std::max<int64_t>(1, config_.max_batch_tokens - static_cast<int64_t>(f.decode_seqs));
-  const int64_t per_step = chunk > 0 ? chunk : full;
+  const int64_t per_step =
+      std::max<int64_t>(1, config_.max_batch_tokens - static_cast<int64_t>(f.decode_seqs));
   double t = now - seq.arrival_s;
   for (int64_t done = 0; done < left;) {
     const int64_t c = std::min(per_step, left - done);
@@ -132,28 +154,17 @@ double Scheduler::PredictedTtft(const Sequence& seq, const StepPlan& plan, doubl
 }
 
 bool Scheduler::SchedulePrefill(Sequence& seq, double limit, double now, StepPlan* plan,
-                                int64_t* budget, bool best_effort_pass) {
-  const bool waiting = std::find(waiting_.begin(), waiting_.end(), seq.id) != waiting_.end();
-  const bool reachable =
-      seq.slo.ttft_s <= 0 || seq.num_output_tokens() > 0 ||
-      PredictedTtft(seq, *plan, now, /*chunk=*/0) <= seq.slo.ttft_s;
-  if (!reachable && waiting && seq.slo.reject_on_overload) {
-    plan->rejected.push_back(
-        {seq.id, StrCat("SLO class '", seq.slo.name, "': predicted time to first token ",
-                        std::lround(PredictedTtft(seq, *plan, now, 0) * 1e3),
-                        " ms exceeds its target of ", std::lround(seq.slo.ttft_s * 1e3), " ms")});
-    Remove(seq.id);
-    return false;
-  }
-  if (reachable == best_effort_pass) return false;  // each request in its own pass
+                                int64_t* budget) {
+  // Running sequences hold KV; waiting ones (never admitted, preempted, or made room for in this
+  // very step) do not.
+  const bool waiting = !kv_->Contains(seq.id);
   // The largest chunk whose predicted step time stays within the limit.
-  StepFeatures f = Features(*plan, *this);
   const int64_t remaining = static_cast<int64_t>(seq.tokens.size()) - seq.num_computed_tokens;
   int64_t chunk = std::min(remaining, *budget);
   const double per_token = cost_->coefficients().per_prefill_token_s +
                            cost_->coefficients().per_kv_token_s;
   if (limit < kInf && per_token > 0) {
-    const double room = (limit - cost_->Predict(f)) / per_token;
+    const double room = (limit - cost_->Predict(plan->features)) / per_token;
     chunk = std::min<int64_t>(chunk, room <= 0 ? 0 : static_cast<int64_t>(room));
   }
   if (chunk <= 0) return false;
@@ -166,6 +177,8 @@ bool Scheduler::SchedulePrefill(Sequence& seq, double limit, double now, StepPla
   chunk = std::min(chunk, static_cast<int64_t>(seq.tokens.size()) - start);
   plan->seqs.push_back({.id = seq.id, .start = start, .num_new_tokens = chunk,
                         .sample = start + chunk == static_cast<int64_t>(seq.tokens.size())});
+  plan->features.prefill_tokens += static_cast<double>(chunk);
+  plan->features.kv_tokens_read += static_cast<double>(start + chunk);
   *budget -= chunk;
   return true;
 }
