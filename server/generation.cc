@@ -139,14 +139,10 @@ absl::Status GenerationService::Validate(const GenerationRequest& r,
 }
 
 engine::SloSpec GenerationService::SloSpecOf(const GenerationRequest& r) const {
-  engine::SloSpec s;
-  s.name = r.slo_class.empty() ? options_.default_slo_class : r.slo_class;
-  if (auto it = options_.slo_classes.find(s.name); it != options_.slo_classes.end()) {
-    s.ttft_s = it->second.ttft_ms / 1e3;
-    s.tpot_s = it->second.tpot_ms / 1e3;
-    s.priority = it->second.priority;
-    s.reject_on_overload = it->second.reject;
-  }
+  const std::string& name = r.slo_class.empty() ? options_.default_slo_class : r.slo_class;
+  auto it = options_.slo_classes.find(name);
+  engine::SloSpec s = it != options_.slo_classes.end() ? it->second : engine::SloSpec{};
+  s.name = name;
   if (r.priority != 0) s.priority = r.priority;
   return s;
 }
@@ -345,12 +341,12 @@ void GenerationStream::Finish(Completion& c, const std::string& reason, Completi
 }
 
 // met | missed_ttft | missed_tpot: the first completion against its class's targets.
-const char* GenerationStream::SloOutcome(const ServiceOptions::SloTarget& target) const {
+const char* GenerationStream::SloOutcome(const engine::SloSpec& target) const {
   const Completion& first = completions_[0];
-  const double ttft_ms = (first.first_token_time - arrival_time_) * 1e3;
-  const double tpot_ms = TimePerOutputToken(first) * 1e3;
-  if (target.ttft_ms > 0 && ttft_ms > target.ttft_ms) return "missed_ttft";
-  if (target.tpot_ms > 0 && tpot_ms > target.tpot_ms) return "missed_tpot";
+  if (target.ttft_s > 0 && first.first_token_time - arrival_time_ > target.ttft_s) {
+    return "missed_ttft";
+  }
+  if (target.tpot_s > 0 && TimePerOutputToken(first) > target.tpot_s) return "missed_tpot";
   return "met";
 }
 

@@ -42,13 +42,8 @@ struct ServiceOptions {
   int64_t max_concurrent_requests = 1024;  // in flight (streaming or not) before 429
   std::set<std::string> policies;        // valid kv_policy names
   std::string default_policy = "full";
-  struct SloTarget {
-    double ttft_ms = 0;                  // 0 = no target
-    double tpot_ms = 0;
-    int priority = 0;                    // higher is admitted first (scheduler.policy slo)
-    bool reject = false;                 // on_overload: reject (429 once TTFT is unreachable)
-  };
-  std::map<std::string, SloTarget> slo_classes;  // valid slo_class names
+  std::map<std::string, engine::SloSpec> slo_classes;  // valid slo_class names, as the engine
+                                                      // schedules them
   std::string default_slo_class = "default";
   bool slo_admission = false;            // scheduler.policy slo: classes with `reject` may get 429
 };
@@ -147,7 +142,7 @@ class GenerationStream {
   void OnToken(Completion& c, const engine::TokenEvent& e, CompletionDelta* delta);
   void Finish(Completion& c, const std::string& reason, CompletionDelta* delta);
   static double TimePerOutputToken(const Completion& c);
-  const char* SloOutcome(const ServiceOptions::SloTarget& target) const;
+  const char* SloOutcome(const engine::SloSpec& target) const;
 
   GenerationService* service_;
   std::string id_;

@@ -45,8 +45,11 @@ ServiceOptions MakeServiceOptions(const Config& c, const std::string& served_nam
   for (const auto& [name, policy] : c.policies) o.policies.insert(name);
   o.default_policy = c.kvcache.default_policy;
   for (const auto& [name, cls] : c.slo_classes) {
-    o.slo_classes[name] = {.ttft_ms = cls.ttft_ms, .tpot_ms = cls.tpot_ms,
-                           .priority = cls.priority, .reject = cls.on_overload == "reject"};
+    o.slo_classes[name] = {.name = name,
+                           .ttft_s = cls.ttft_ms / 1e3,
+                           .tpot_s = cls.tpot_ms / 1e3,
+                           .priority = cls.priority,
+                           .reject_on_overload = cls.on_overload == "reject"};
   }
   o.default_slo_class = c.scheduler.default_slo_class;
   o.slo_admission = c.scheduler.policy == "slo";
