@@ -108,6 +108,13 @@ prometheus::Counter& Metrics::CounterWith(prometheus::Family<prometheus::Counter
   return family.Add(labels);  // returns the existing series for known labels
 }
 
+// Counters that mirror a cumulative engine total grow by what the total gained since last seen.
+void Metrics::AdvanceTo(prometheus::Counter& counter, double* seen, double total) {
+  if (total <= *seen) return;
+  counter.Increment(total - *seen);
+  *seen = total;
+}
+
 void Metrics::ObserveTimeToFirstToken(double s) { ttft_->Observe(s); }
 void Metrics::ObserveTimePerOutputToken(double s) { tpot_->Observe(s); }
 void Metrics::ObserveEndToEnd(double s) { e2e_->Observe(s); }
@@ -142,15 +149,9 @@ std::string Metrics::Render(const engine::EngineStats& stats) {
   step_time_->Set(stats.last_step_s);
   step_time_predicted_->Set(stats.last_predicted_step_s);
   step_error_ratio_->Set(stats.step_error_ratio);
-  step_seconds_->Increment(std::max(0.0, stats.sum_step_s - step_seconds_seen_));
-  step_seconds_seen_ = std::max(step_seconds_seen_, stats.sum_step_s);
-  step_predicted_seconds_->Increment(
-      std::max(0.0, stats.sum_predicted_step_s - step_predicted_seconds_seen_));
-  step_predicted_seconds_seen_ = std::max(step_predicted_seconds_seen_, stats.sum_predicted_step_s);
-  if (stats.num_preemptions > preemptions_seen_) {
-    preemptions_->Increment(static_cast<double>(stats.num_preemptions - preemptions_seen_));
-    preemptions_seen_ = stats.num_preemptions;
-  }
+  AdvanceTo(*step_seconds_, &step_seconds_seen_, stats.sum_step_s);
+  AdvanceTo(*step_predicted_seconds_, &step_predicted_seconds_seen_, stats.sum_predicted_step_s);
+  AdvanceTo(*preemptions_, &preemptions_seen_, static_cast<double>(stats.num_preemptions));
   return prometheus::TextSerializer().Serialize(registry_->Collect());
 }
 

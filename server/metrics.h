@@ -55,6 +55,7 @@ class Metrics {
   std::string Render(const engine::EngineStats& stats);
 
  private:
+  static void AdvanceTo(prometheus::Counter& counter, double* seen, double total);
   prometheus::Counter& CounterWith(prometheus::Family<prometheus::Counter>& family,
                                    const prometheus::Labels& extra);
 
@@ -84,7 +85,7 @@ class Metrics {
   double step_seconds_seen_ = 0;            // guarded by mu_
   double step_predicted_seconds_seen_ = 0;  // guarded by mu_
   std::mutex mu_;                  // Render
-  int64_t preemptions_seen_ = 0;   // guarded by mu_
+  double preemptions_seen_ = 0;    // guarded by mu_
 };
 
 }  // namespace strata::server
