@@ -97,10 +97,51 @@ absl::Status Engine::Init() {
     LOG_INFO("slo scheduler: step cost profile in {:.2f} s: {}", NowSeconds() - t0,
              cost_.Describe());
   }
+  RETURN_IF_ERROR(InitTiers());  // after the profile: its made-up blocks stay on the device
   scheduler_ = std::make_unique<Scheduler>(config_.scheduler, kv_.get(), &cost_);
   stats_.num_pages = pages;
   stats_.num_free_pages = pages;
   return absl::OkStatus();
+}
+
+// The disk tier's namespace is the prefix seed without a salt: segments of another model, weights,
+// tokenizer, codec or layout are never served.
+absl::Status Engine::InitTiers() {
+  kvcache::TierOptions t = config_.tiers;
+  if (t.host_capacity_bytes <= 0 && t.disk.capacity_bytes <= 0) return absl::OkStatus();
+  const kvcache::PrefixSeed ns = PrefixSeed(std::nullopt);
+  t.disk.namespace_hash = kvcache::SeedHash(ns);
+  t.disk.namespace_text = StrCat(ns.model_id, " codec=", ns.codec, " block=", ns.block_size,
+                                 " layout=", ns.layout_version);
+  t.disk.layers = static_cast<uint32_t>(model_.config.num_layers);
+  ASSIGN_OR_RETURN(tiers_, kvcache::TieredStore::Create(runner_->kv_layout(), t, runner_.get(),
+                                                        [this] { WakeFromTiers(); }));
+  kv_->AttachTiers(tiers_.get());
+  const kvcache::TierStats s = tiers_->stats();
+  LOG_INFO("kv tiers: host {} blocks of {} bytes{}{}", s.host_slots, tiers_->block_bytes(),
+           tiers_->has_disk() ? StrCat(", disk ", s.disk_capacity_records, " blocks under ",
+                                       t.disk.dir, " (", s.disk_records, " kept from before)")
+                              : std::string(),
+           t.write_through ? ", write-through" : ", demote on eviction");
+  return absl::OkStatus();
+}
+
+kvcache::PrefixSeed Engine::PrefixSeed(const std::optional<std::string>& cache_salt) const {
+  return {.model_id = model_.name,
+          .weights_fingerprint_hi = model_.weights.fingerprint_hi,
+          .weights_fingerprint_lo = model_.weights.fingerprint_lo,
+          .tokenizer_fingerprint = model_.tokenizer ? model_.tokenizer->fingerprint() : 0,
+          .codec = "fp32",
+          .block_size = config_.block_size,
+          .cache_salt = cache_salt};
+}
+
+void Engine::WakeFromTiers() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    tier_event_ = true;
+  }
+  cv_.notify_one();
 }
 
 Engine::~Engine() {
@@ -172,14 +213,8 @@ std::unique_ptr<Sequence> Engine::MakeSequence(RequestId id, const RequestOption
   SamplingParams sampling = o.sampling;
   if (sampling.seed) *sampling.seed += static_cast<uint64_t>(sibling);
   seq->sampler = std::make_unique<Sampler>(sampling);
-  seq->prefix_seed = kvcache::SeedHash(
-      {.model_id = model_.name,
-       .weights_fingerprint_hi = model_.weights.fingerprint_hi,
-       .weights_fingerprint_lo = model_.weights.fingerprint_lo,
-       .tokenizer_fingerprint = model_.tokenizer ? model_.tokenizer->fingerprint() : 0,
-       .codec = "fp32",
-       .block_size = config_.block_size,
-       .cache_salt = o.cache_salt});
+  seq->prefix_seed = kvcache::SeedHash(PrefixSeed(o.cache_salt));
+  seq->kv_access = o.kv_access;
   return seq;
 }
 
@@ -197,11 +232,17 @@ bool Engine::DrainInbox(bool block) {
   std::vector<RequestId> cancels;
   {
     std::unique_lock<std::mutex> lock(mu_);
-    if (block) cv_.wait(lock, [&] { return stopping_ || !inbox_.empty() || !cancels_.empty(); });
+    if (block) {
+      cv_.wait(lock, [&] {
+        return stopping_ || !inbox_.empty() || !cancels_.empty() || tier_event_;
+      });
+    }
     if (stopping_) return false;
+    tier_event_ = false;
     inbox.swap(inbox_);
     cancels.swap(cancels_);
   }
+  if (tiers_) tiers_->Poll();  // finished disk reads land in the host tier
   for (Pending& p : inbox) Admit(std::move(p));
   std::vector<RequestId> aborted;
   for (RequestId id : cancels) {
@@ -213,18 +254,22 @@ bool Engine::DrainInbox(bool block) {
 }
 
 void Engine::Loop() {
-  while (DrainInbox(/*block=*/scheduler_->num_running() + scheduler_->num_waiting() == 0)) {
-    absl::Status s = Step();
-    if (!s.ok()) FailAll(s);
+  bool idle = true;
+  while (DrainInbox(/*block=*/idle)) {
+    absl::StatusOr<bool> ran = Step();
+    if (!ran.ok()) FailAll(ran.status());
+    // Nothing to run while disk reads are in flight: sleep until one lands (or new work).
+    const bool waiting_for_disk = ran.ok() && !*ran && tiers_ && tiers_->fetches_in_flight() > 0;
+    idle = scheduler_->num_running() + scheduler_->num_waiting() == 0 || waiting_for_disk;
   }
   FailAll(absl::CancelledError("engine stopped"));
 }
 
-absl::Status Engine::Step() {
+absl::StatusOr<bool> Engine::Step() {
   const double t0 = NowSeconds();
   StepPlan plan = scheduler_->Schedule();
   Reject(plan.rejected);
-  if (plan.empty()) return absl::OkStatus();
+  if (plan.empty()) return !plan.rejected.empty();
   StepBatch batch;
   batch.Build(plan, *scheduler_, *kv_);
   BatchInput input = batch.input();
@@ -241,9 +286,11 @@ absl::Status Engine::Step() {
     out.token = e.token;
     out.finish_reason = e.finish_reason;
     out.num_cached_tokens = e.num_cached_tokens;
+    out.num_host_cached_tokens = e.num_host_cached_tokens;
+    out.num_disk_cached_tokens = e.num_disk_cached_tokens;
     Deliver(e.id, std::move(out));
   }
-  return absl::OkStatus();
+  return true;
 }
 
 std::vector<int32_t> Engine::SampleRows(const StepPlan& plan,
@@ -312,6 +359,11 @@ void Engine::PublishStats(int64_t num_steps, int64_t num_generated_tokens) {
   stats_.num_waiting = scheduler_->num_waiting();
   stats_.num_free_pages = kv_->pool().num_free();
   stats_.num_preemptions = scheduler_->num_preemptions();
+  stats_.num_swap_preemptions = scheduler_->num_swap_preemptions();
+  if (tiers_) {
+    stats_.has_tiers = true;
+    stats_.tiers = tiers_->stats();
+  }
   stats_.num_generated_tokens += num_generated_tokens;
   stats_.num_steps += num_steps;
 }

@@ -39,6 +39,9 @@ struct EngineConfig {
                                         // sequences of max_model_len tokens
   int64_t max_model_len = 0;            // 0 = min(model maximum, 4096)
   bool enable_prefix_caching = true;
+  // Host RAM and disk below the device pool (DESIGN.md §5); host capacity 0 = none. The disk
+  // tier's namespace is filled in from the model by the engine.
+  kvcache::TierOptions tiers;
 
   absl::Status Validate() const;
 };
@@ -49,6 +52,7 @@ struct RequestOptions {
   SamplingParams sampling;
   std::vector<int32_t> stop_token_ids;
   std::optional<std::string> cache_salt;  // isolates prefix-cache entries (tenants)
+  kvcache::KvAccess kv_access;            // from its KV policy: prefix cache, lower tiers
   int32_t n = 1;  // completions of the prompt; siblings share its KV blocks. With a seed,
                   // sibling i samples with seed + i.
   // -1: no logprobs. k >= 0: each event carries the sampled token's logprob and the k most
@@ -71,7 +75,9 @@ struct TokenEvent {
   int32_t token = -1;            // -1 when the request ended without a new token (abort, rejected)
   std::string finish_reason;     // "" | "length" | "stop" | "abort" | "rejected"
   std::string reason;            // "rejected": why (the SLO class and its unreachable target)
-  int64_t num_cached_tokens = 0; // prompt tokens served from the prefix cache
+  int64_t num_cached_tokens = 0; // prompt tokens served from the prefix cache (every tier) ...
+  int64_t num_host_cached_tokens = 0;  // ... of them loaded from host RAM ...
+  int64_t num_disk_cached_tokens = 0;  // ... of which had come up from disk
   double first_scheduled_at = 0; // NowSeconds() when the request first joined a step
   std::optional<TokenLogprob> logprob;  // the sampled token's, when requested
   std::vector<TokenLogprob> top_logprobs;  // the k most likely, descending
@@ -97,6 +103,7 @@ struct EngineStats {
   int32_t num_pages = 0;
   int64_t num_steps = 0;
   int64_t num_preemptions = 0;
+  int64_t num_swap_preemptions = 0;  // of them swapped to host (the rest recompute)
   int64_t num_generated_tokens = 0;
   int64_t num_step_errors = 0;  // forward passes that failed (their requests were aborted)
   int64_t num_rejected = 0;     // requests rejected by SLO admission
@@ -105,6 +112,8 @@ struct EngineStats {
   double step_error_ratio = 0;  // mean |predicted - measured| / measured, recent steps
   double sum_step_s = 0;        // all steps' measured time, and predicted time
   double sum_predicted_step_s = 0;
+  bool has_tiers = false;        // a host (and maybe disk) tier is configured
+  kvcache::TierStats tiers;      // their counters
 };
 
 class Engine {
@@ -137,12 +146,16 @@ class Engine {
   };
   Engine(const Model& model, const EngineConfig& config);
   absl::Status Init();
+  absl::Status InitTiers();
+  kvcache::PrefixSeed PrefixSeed(const std::optional<std::string>& cache_salt) const;
   void Loop();
   bool DrainInbox(bool block);
   void Admit(Pending pending);
   std::unique_ptr<Sequence> MakeSequence(RequestId id, const RequestOptions& options,
                                          int32_t sibling) const;
-  absl::Status Step();
+  // Runs one step; false when there was nothing to run (and nothing was rejected).
+  absl::StatusOr<bool> Step();
+  void WakeFromTiers();
   // Samples every row of the step; `events` gets each sampled sequence's timing and, when it
   // asked, its logprobs.
   std::vector<int32_t> SampleRows(const StepPlan& plan,
@@ -157,6 +170,7 @@ class Engine {
   EngineConfig config_;
   std::unique_ptr<kernels::Device> device_;
   std::unique_ptr<ModelRunner> runner_;
+  std::unique_ptr<kvcache::TieredStore> tiers_;   // engine thread only (I/O threads: wake)
   std::unique_ptr<kvcache::KvCacheManager> kv_;   // engine thread only
   CostModel cost_;                                // engine thread only
   std::unique_ptr<Scheduler> scheduler_;          // engine thread only
@@ -173,6 +187,7 @@ class Engine {
   std::vector<RequestId> cancels_;    // guarded by mu_
   EngineStats stats_;                 // guarded by mu_
   bool stopping_ = false;             // guarded by mu_
+  bool tier_event_ = false;           // guarded by mu_: a disk read finished
   std::atomic<RequestId> next_id_{1};
   std::thread thread_;
 };

@@ -231,4 +231,22 @@ absl::Status ModelRunner::Logits(int64_t n, std::span<const int32_t> rows, std::
   return device_->CopyToHost(out.data(), logits_->data(), r * config_.vocab_size * 4);
 }
 
+absl::Status ModelRunner::ReadPage(int32_t page, std::span<std::byte> out) {
+  if (page < 0 || page >= rc_.num_kv_pages || out.size() != layout_.PageBytes()) {
+    return absl::InvalidArgumentError(StrCat("ReadPage: bad page ", page, " or size ", out.size()));
+  }
+  const std::byte* src = reinterpret_cast<const std::byte*>(kv_arena_->data()) +
+                         static_cast<size_t>(page) * layout_.PageBytes();
+  return device_->CopyToHost(out.data(), src, out.size());
+}
+
+absl::Status ModelRunner::WritePage(int32_t page, std::span<const std::byte> in) {
+  if (page < 0 || page >= rc_.num_kv_pages || in.size() != layout_.PageBytes()) {
+    return absl::InvalidArgumentError(StrCat("WritePage: bad page ", page, " or size ", in.size()));
+  }
+  std::byte* dst = reinterpret_cast<std::byte*>(kv_arena_->data()) +
+                   static_cast<size_t>(page) * layout_.PageBytes();
+  return device_->CopyToDevice(dst, in.data(), in.size());
+}
+
 }  // namespace strata::engine

@@ -19,6 +19,7 @@
 #include "engine/weights.h"
 #include "kernels/device.h"
 #include "kvcache/kv_layout.h"
+#include "kvcache/page_io.h"
 
 namespace strata::engine {
 
@@ -46,7 +47,7 @@ struct BatchInput {
   std::span<const int32_t> logit_rows;    // token rows whose next-token logits are wanted
 };
 
-class ModelRunner {
+class ModelRunner : public kvcache::PageIo {
  public:
   // `device`, `config` and `weights` must outlive the runner.
   static absl::StatusOr<std::unique_ptr<ModelRunner>> Create(kernels::Device* device,
@@ -57,6 +58,10 @@ class ModelRunner {
   // Runs the batch and writes logits [logit_rows.size(), vocab] into `logits` (host memory).
   // Input shapes and token ids are checked; a bad batch is InvalidArgument and changes nothing.
   absl::Status Forward(const BatchInput& batch, std::span<float> logits);
+
+  // One KV page's bytes to and from host memory (the tiers below the device).
+  absl::Status ReadPage(int32_t page, std::span<std::byte> out) override;
+  absl::Status WritePage(int32_t page, std::span<const std::byte> in) override;
 
   const kvcache::KvLayout& kv_layout() const { return layout_; }
   const RunnerConfig& runner_config() const { return rc_; }

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "common/clock.h"
+#include "common/logging.h"
 
 namespace strata::engine {
 
@@ -37,6 +38,7 @@ const Sequence* Scheduler::Find(RequestId id) const {
 
 void Scheduler::Remove(RequestId id) {
   if (kv_->Contains(id)) kv_->Release(id);
+  if (kv_->IsSwapped(id)) kv_->DropSwapped(id);
   running_.erase(std::remove(running_.begin(), running_.end(), id), running_.end());
   waiting_.erase(std::remove(waiting_.begin(), waiting_.end(), id), waiting_.end());
   seqs_.erase(id);
@@ -57,11 +59,30 @@ RequestId Scheduler::PreemptNewest() {
 void Scheduler::Preempt(RequestId id) {
   running_.erase(std::remove(running_.begin(), running_.end(), id), running_.end());
   Sequence& seq = *seqs_.at(id);
-  kv_->Release(id);
-  seq.num_computed_tokens = 0;  // recompute on resume (swap comes with the tiered store)
+  if (SwapCheaper(seq) && kv_->SwapOut(id)) {
+    ++num_swap_preemptions_;  // num_computed_tokens stays: its KV comes back on resume
+    LOG_DEBUG("preempted request {}: {} tokens swapped to host", id, seq.num_computed_tokens);
+  } else {
+    kv_->Release(id);
+    LOG_DEBUG("preempted request {}: {} tokens to recompute", id, seq.num_computed_tokens);
+    seq.num_computed_tokens = 0;
+  }
   ++seq.num_preemptions;
   ++num_preemptions_;
   waiting_.push_front(id);
+}
+
+// Swap out + in costs two copies of the KV at host memory bandwidth; recomputing costs the
+// prefill of every computed token (the cost model's price, learnt from the steps so far). An
+// unfitted model (no steps seen) says nothing: copying memory wins against a forward pass.
+bool Scheduler::SwapCheaper(const Sequence& seq) const {
+  if (kv_->tiers() == nullptr || seq.num_computed_tokens == 0) return false;
+  const double swap_s = kv_->tiers()->SwapSeconds(kv_->SwapBytes(seq.id));
+  if (cost_ == nullptr) return true;
+  const double n = static_cast<double>(seq.num_computed_tokens);
+  const double recompute_s =
+      cost_->Predict({.prefill_tokens = n, .kv_tokens_read = n}) - cost_->Predict({});
+  return recompute_s <= 0 || swap_s < recompute_s;
 }
 
 bool Scheduler::ScheduleRunning(StepPlan* plan, int64_t* budget) {
@@ -84,31 +105,45 @@ bool Scheduler::ScheduleRunning(StepPlan* plan, int64_t* budget) {
 }
 
 void Scheduler::ScheduleWaiting(StepPlan* plan, int64_t* budget) {
-  while (!waiting_.empty() && *budget > 0 &&
-         static_cast<int32_t>(running_.size()) < config_.max_num_seqs) {
-    Sequence& seq = *seqs_.at(waiting_.front());
+  for (size_t i = 0; i < waiting_.size() && *budget > 0 &&
+                     static_cast<int32_t>(running_.size()) < config_.max_num_seqs;) {
+    Sequence& seq = *seqs_.at(waiting_[i]);
     const std::optional<int64_t> attached = AttachKv(seq);
-    if (!attached) return;  // FCFS: siblings wait right behind their parent
-    const int64_t cached = *attached;
-    const int64_t remaining = static_cast<int64_t>(seq.tokens.size()) - cached;
-    const int64_t num_new = std::min(remaining, *budget);
-    if (!kv_->Reserve(seq.id, cached + num_new)) {
-      kv_->Release(seq.id);  // keeps the prefix pages cached; FCFS: later ones wait too
-      return;
+    if (!attached && seq.loading) {  // only its own blocks hold it back
+      ++i;
+      continue;
     }
-    seq.num_computed_tokens = cached;
-    seq.fork_parent.reset();
-    if (seq.num_preemptions == 0) seq.num_cached_tokens = cached;
-    if (seq.first_scheduled_at == 0) seq.first_scheduled_at = Now();
-    waiting_.pop_front();
+    if (!attached) return;  // FCFS: siblings wait right behind their parent
+    const int64_t remaining = static_cast<int64_t>(seq.tokens.size()) - *attached;
+    const int64_t num_new = std::min(remaining, *budget);
+    if (!ReserveAdmitted(seq, *attached, *attached + num_new, Now())) return;  // FCFS: all wait
+    waiting_.erase(waiting_.begin() + static_cast<std::ptrdiff_t>(i));
     running_.push_back(seq.id);
-    plan->seqs.push_back({.id = seq.id, .start = cached, .num_new_tokens = num_new,
+    plan->seqs.push_back({.id = seq.id, .start = *attached, .num_new_tokens = num_new,
                           .sample = num_new == remaining});
     *budget -= num_new;
   }
 }
 
+bool Scheduler::ReserveAdmitted(Sequence& seq, int64_t attached, int64_t num_tokens, double now) {
+  if (!kv_->Reserve(seq.id, num_tokens)) {
+    kv_->Release(seq.id);  // keeps the prefix pages cached; a swapped-in KV is recomputed
+    seq.num_computed_tokens = 0;
+    return false;
+  }
+  seq.num_computed_tokens = attached;
+  seq.fork_parent.reset();
+  if (seq.first_scheduled_at == 0) seq.first_scheduled_at = now;
+  return true;
+}
+
 std::optional<int64_t> Scheduler::AttachKv(Sequence& seq) {
+  seq.loading = false;
+  if (kv_->IsSwapped(seq.id)) {
+    if (kv_->SwapIn(seq.id)) return seq.num_computed_tokens;
+    if (kv_->IsSwapped(seq.id)) return std::nullopt;  // no device room yet
+    seq.num_computed_tokens = 0;  // the copy back failed: recompute
+  }
   if (seq.fork_parent) {
     const Sequence* parent = Find(*seq.fork_parent);
     if (parent != nullptr && kv_->Contains(parent->id)) {
@@ -117,10 +152,24 @@ std::optional<int64_t> Scheduler::AttachKv(Sequence& seq) {
       const int64_t bs = kv_->layout().block_size;
       const int64_t shared = (seq.num_prompt_tokens - 1) / bs * bs;
       kv_->Fork(parent->id, seq.id, shared);
+      if (seq.num_preemptions == 0) seq.num_cached_tokens = shared;
       return shared;
     }
   }
-  return kv_->AttachCachedPrefix(seq.id, seq.prefix_seed, seq.tokens);
+  kvcache::KvAccess access = seq.kv_access;
+  access.may_fetch = access.may_fetch && seq.num_preemptions == 0 && !seq.fetched;
+  const kvcache::PrefixHit hit = kv_->Attach(seq.id, seq.prefix_seed, seq.tokens, access);
+  if (hit.loading) {
+    seq.loading = true;
+    seq.fetched = true;  // one round of disk reads; then whatever came up is used
+    return std::nullopt;
+  }
+  if (seq.num_preemptions == 0) {
+    seq.num_cached_tokens = hit.cached_tokens;
+    seq.num_host_cached_tokens = hit.host_tokens;
+    seq.num_disk_cached_tokens = hit.disk_tokens;
+  }
+  return hit.cached_tokens;
 }
 
 StepPlan Scheduler::Schedule() {
@@ -186,7 +235,9 @@ std::vector<SeqEvent> Scheduler::Update(const StepPlan& plan, std::span<const in
     if (seq.num_output_tokens() == 0) seq.first_token_s = Now();
     seq.tokens.push_back(token);
     SeqEvent event{.id = seq.id, .token = token, .finish_reason = "",
-                   .num_cached_tokens = seq.num_cached_tokens};
+                   .num_cached_tokens = seq.num_cached_tokens,
+                   .num_host_cached_tokens = seq.num_host_cached_tokens,
+                   .num_disk_cached_tokens = seq.num_disk_cached_tokens};
     if (Finished(seq, token)) {
       event.finish_reason = seq.finish_reason;
       Remove(seq.id);

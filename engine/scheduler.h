@@ -59,6 +59,11 @@ struct Sequence {
   int64_t max_tokens = 16;
   std::vector<int32_t> stop_token_ids;
   kvcache::BlockHash prefix_seed;     // SeedHash of model, codec and cache_salt
+  kvcache::KvAccess kv_access;        // what its KV policy allows (prefix cache, lower tiers)
+  int64_t num_host_cached_tokens = 0; // of num_cached_tokens: loaded from host RAM ...
+  int64_t num_disk_cached_tokens = 0; // ... of which had come up from disk
+  bool loading = false;               // waits for its prefix blocks to come up from disk
+  bool fetched = false;               // it already waited for disk reads once
   std::unique_ptr<Sampler> sampler;
   int64_t num_preemptions = 0;
   // n > 1: a sibling admitted once this parent's prompt is computed, sharing its full prompt
@@ -103,6 +108,8 @@ struct SeqEvent {
   int32_t token = -1;          // -1: none (finished without a new token, e.g. abort)
   std::string finish_reason;   // empty while the sequence goes on
   int64_t num_cached_tokens = 0;
+  int64_t num_host_cached_tokens = 0;
+  int64_t num_disk_cached_tokens = 0;
 };
 
 class Scheduler {
@@ -124,14 +131,17 @@ class Scheduler {
   int32_t num_running() const { return static_cast<int32_t>(running_.size()); }
   int32_t num_waiting() const { return static_cast<int32_t>(waiting_.size()); }
   int64_t num_preemptions() const { return num_preemptions_; }
+  int64_t num_swap_preemptions() const { return num_swap_preemptions_; }
 
  private:
   bool ScheduleRunning(StepPlan* plan, int64_t* budget);
   void ScheduleWaiting(StepPlan* plan, int64_t* budget);
   // Frees the newest running sequence's KV and puts it at the front of the waiting queue.
   RequestId PreemptNewest();
-  // Frees running sequence `id`'s KV (recompute on resume) and puts it back in the waiting queue.
+  // Frees running sequence `id`'s KV and puts it back in the waiting queue: swapped to host when
+  // that is cheaper than recomputing it on resume (and the host tier has room), else dropped.
   void Preempt(RequestId id);
+  bool SwapCheaper(const Sequence& seq) const;
   void ScheduleFcfs(StepPlan* plan);
   // Policy slo (scheduler_slo.cc).
   void ScheduleSlo(StepPlan* plan);
@@ -158,9 +168,14 @@ class Scheduler {
   static StepFeatures Features(const StepPlan& plan, const Scheduler& s);
   double Now() const { return clock_ ? clock_() : 0; }
   bool Finished(Sequence& seq, int32_t token) const;
-  // Registers `seq` in the KV cache (fork, or prefix-cache lookup) and returns its computed
-  // tokens; nullopt when it must wait (its fork parent is still computing the prompt).
+  // Registers `seq` in the KV cache (swap-in, fork, or prefix-cache lookup across the tiers) and
+  // returns its computed tokens; nullopt when it must wait: its fork parent is still computing
+  // the prompt, its swapped KV has no device room yet, or (seq.loading) its prefix is coming up
+  // from disk.
   std::optional<int64_t> AttachKv(Sequence& seq);
+  // After AttachKv: pages for `num_tokens`; on failure the sequence is unregistered again (a
+  // swapped-in one then recomputes). Marks it admitted on success.
+  bool ReserveAdmitted(Sequence& seq, int64_t attached, int64_t num_tokens, double now);
   void Remove(RequestId id);
 
   SchedulerConfig config_;
@@ -171,6 +186,7 @@ class Scheduler {
   std::vector<RequestId> running_;  // admission order
   std::deque<RequestId> waiting_;   // arrival order; preempted ones go to the front
   int64_t num_preemptions_ = 0;
+  int64_t num_swap_preemptions_ = 0;
 };
 
 }  // namespace strata::engine

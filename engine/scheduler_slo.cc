@@ -190,17 +190,11 @@ bool Scheduler::Admit(Sequence& seq, int64_t chunk, double now, StepPlan* plan) 
       !MakeRoomByPriority(seq, plan)) {
     return false;
   }
+  // nullopt: its fork parent is still computing the prompt, or its KV is on the way up
   const std::optional<int64_t> attached = AttachKv(seq);
-  if (!attached) return false;  // its fork parent is still computing the prompt
+  if (!attached) return false;
   const int64_t total = static_cast<int64_t>(seq.tokens.size());
-  if (!kv_->Reserve(seq.id, std::min(total, *attached + chunk))) {
-    kv_->Release(seq.id);  // keeps the prefix pages cached
-    return false;
-  }
-  seq.num_computed_tokens = *attached;
-  seq.fork_parent.reset();
-  if (seq.num_preemptions == 0) seq.num_cached_tokens = *attached;
-  if (seq.first_scheduled_at == 0) seq.first_scheduled_at = now;
+  if (!ReserveAdmitted(seq, *attached, std::min(total, *attached + chunk), now)) return false;
   waiting_.erase(std::remove(waiting_.begin(), waiting_.end(), seq.id), waiting_.end());
   running_.push_back(seq.id);
   return true;

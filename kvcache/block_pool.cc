@@ -43,6 +43,11 @@ std::optional<std::vector<int32_t>> BlockPool::Allocate(int32_t n) {
   for (int32_t i = 0; i < n; ++i) {
     int32_t page = pages_[num_pages_].next;
     Remove(page);
+    const PageMeta& meta = pages_[page];
+    if (on_evict_ && meta.key.has_value()) {
+      on_evict_({.key = *meta.key, .page = page, .hits = meta.hits,
+                 .lower_tiers = meta.lower_tiers});
+    }
     DropKey(page);
     pages_[page].ref_count = 1;
     out.push_back(page);
@@ -63,18 +68,22 @@ std::optional<int32_t> BlockPool::Lookup(const BlockHash& hash, int32_t layer) c
   return it->second;
 }
 
-void BlockPool::Touch(int32_t page) {
+void BlockPool::Touch(int32_t page, bool hit) {
   CHECK(page >= 0 && page < num_pages_);
+  if (hit && pages_[page].key.has_value()) ++pages_[page].hits;
   if (pages_[page].ref_count++ == 0) Remove(page);
 }
 
-void BlockPool::Publish(int32_t page, const BlockHash& hash, int32_t layer) {
+void BlockPool::Publish(int32_t page, const BlockHash& hash, int32_t layer,
+                        uint8_t lower_tiers) {
   CHECK(page >= 0 && page < num_pages_ && pages_[page].ref_count > 0);
   BlockKey key{hash, layer};
   auto [it, inserted] = index_.try_emplace(key, page);
   if (inserted) {
     CHECK(!pages_[page].key.has_value());
     pages_[page].key = key;
+    pages_[page].hits = 0;
+    pages_[page].lower_tiers = lower_tiers;
   } else if (it->second != page) {
     ++stats_.publish_dedupes;
   }

@@ -14,6 +14,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <span>
 #include <unordered_map>
@@ -38,6 +39,20 @@ struct BlockKeyHasher {
   }
 };
 
+// Which tiers below the device a cached page may be demoted to (a request's KV policy decides).
+enum LowerTier : uint8_t { kTierHost = 1, kTierDisk = 2 };
+inline constexpr uint8_t kAllLowerTiers = kTierHost | kTierDisk;
+
+// Called by Allocate for a cached page just before its key is dropped, while its contents are
+// still intact: the tiered store copies it down (DESIGN.md §5, demote on eviction).
+struct EvictedPage {
+  BlockKey key;
+  int32_t page = 0;
+  int32_t hits = 0;           // cache hits while it was on the device
+  uint8_t lower_tiers = 0;    // LowerTier bits it may be demoted to
+};
+using EvictionHook = std::function<void(const EvictedPage&)>;
+
 struct BlockPoolStats {
   int64_t evictions = 0;         // cached pages whose key was dropped because Allocate reused them
   int64_t publish_dedupes = 0;   // Publish calls that kept an existing page for the same key
@@ -59,12 +74,16 @@ class BlockPool {
   void Free(std::span<const int32_t> pages);
   // The page cached under (hash, layer), if any. Does not change its reference count.
   std::optional<int32_t> Lookup(const BlockHash& hash, int32_t layer) const;
-  // Adds a reference, taking the page out of the free list when it was free (a cache hit).
-  void Touch(int32_t page);
+  // Adds a reference, taking the page out of the free list when it was free. `hit`: a prefix
+  // cache hit (counted for the host tier's demote-to-disk rule), not a fork sharing it.
+  void Touch(int32_t page, bool hit = true);
   // Makes the full page findable under (hash, layer). When the key already names another page,
   // that mapping stays and this page stays uncached (two requests computed the same block).
   // REQUIRES: ref_count(page) > 0 and the page is not cached under another key.
-  void Publish(int32_t page, const BlockHash& hash, int32_t layer);
+  void Publish(int32_t page, const BlockHash& hash, int32_t layer,
+               uint8_t lower_tiers = kAllLowerTiers);
+  // Runs for every cached page Allocate evicts (before reuse); empty = none.
+  void SetEvictionHook(EvictionHook hook) { on_evict_ = std::move(hook); }
 
   int32_t num_pages() const { return num_pages_; }
   int32_t num_free() const { return num_free_; }
@@ -87,6 +106,8 @@ class BlockPool {
     int32_t prev = -1;  // free-list links; -1 while the page is in use
     int32_t next = -1;
     std::optional<BlockKey> key;  // set iff index_[*key] == this page
+    int32_t hits = 0;             // prefix-cache hits since it was published
+    uint8_t lower_tiers = 0;      // where it may be demoted (set by Publish)
   };
 
   bool InFreeList(int32_t page) const { return pages_[page].next != -1; }
@@ -101,6 +122,7 @@ class BlockPool {
   std::vector<PageMeta> pages_;  // [num_pages + 1]; the last entry is the list sentinel
   std::unordered_map<BlockKey, int32_t, BlockKeyHasher> index_;
   BlockPoolStats stats_;
+  EvictionHook on_evict_;
 };
 
 }  // namespace strata::kvcache

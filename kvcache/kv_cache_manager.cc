@@ -35,29 +35,95 @@ std::vector<int32_t> KvCacheManager::LookupAllLayers(const BlockHash& hash) cons
 
 int64_t KvCacheManager::AttachCachedPrefix(RequestId id, BlockHash seed,
                                            std::span<const int32_t> tokens) {
-  auto [it, inserted] = requests_.try_emplace(id);
-  CHECK(inserted);
-  RequestKv& req = it->second;
-  req.seed = seed;
-  req.pages.resize(layout_.num_layers);
-  if (!enable_prefix_caching_ || tokens.empty()) return 0;
+  return Attach(id, seed, tokens, KvAccess{.may_fetch = false}).cached_tokens;
+}
 
+void KvCacheManager::AppendBlock(RequestKv& req, std::span<const int32_t> layer_pages) {
+  for (int32_t l = 0; l < layout_.num_layers; ++l) req.pages[l].push_back(layer_pages[l]);
+}
+
+PrefixHit KvCacheManager::Attach(RequestId id, BlockHash seed, std::span<const int32_t> tokens,
+                                 const KvAccess& access) {
+  CHECK(!requests_.contains(id) && !swapped_.contains(id));
+  RequestKv& req = requests_[id];
+  req.seed = seed;
+  req.access = access;
+  req.pages.resize(layout_.num_layers);
+  PrefixHit hit;
+  if (!enable_prefix_caching_ || !access.prefix_cache || tokens.empty()) return hit;
+
+  // At most (n - 1) / bs blocks: the last token must be computed to get its logits. Every
+  // block is hashed once here and kept for Commit, hit or miss.
   const int32_t bs = layout_.block_size;
-  // At most (n - 1) / bs blocks: the last token must be computed to get its logits.
-  const int64_t max_blocks = static_cast<int64_t>(tokens.size() - 1) / bs;
-  BlockHash parent = seed;
-  for (int64_t b = 0; b < max_blocks; ++b) {
-    parent = ChainHash(parent, tokens.subspan(b * bs, bs));
-    req.block_hashes.push_back(parent);  // kept for Commit even on a miss: hashed once
-    std::vector<int32_t> hit = LookupAllLayers(parent);
-    if (hit.empty()) break;
-    for (int32_t l = 0; l < layout_.num_layers; ++l) {
-      pool_.Touch(hit[l]);
-      req.pages[l].push_back(hit[l]);
+  req.block_hashes = HashFullBlocks(seed, tokens.first(tokens.size() - 1), bs);
+  const std::span<const BlockHash> hashes(req.block_hashes);
+  int64_t b = 0;
+  for (; b < static_cast<int64_t>(hashes.size()); ++b) {
+    std::vector<int32_t> found = LookupAllLayers(hashes[b]);
+    if (found.empty()) break;
+    for (int32_t page : found) pool_.Touch(page);
+    AppendBlock(req, found);
+  }
+  if (tiers_ != nullptr && b < static_cast<int64_t>(hashes.size())) {
+    const std::span<const BlockHash> rest = hashes.subspan(b);
+    const int64_t in_host = (access.lower_tiers & kTierHost) ? tiers_->HostRun(rest) : 0;
+    const int64_t on_disk =
+        (access.lower_tiers & kTierDisk) ? tiers_->DiskRun(rest.subspan(in_host)) : 0;
+    const std::span<const BlockHash> disk_part = rest.subspan(in_host, on_disk);
+    // Wait for the disk part: the request waits for its own blocks only (others go on).
+    if (on_disk > 0 &&
+        (access.may_fetch ? tiers_->Fetch(disk_part) : tiers_->Fetching(disk_part))) {
+      Release(id);
+      return PrefixHit{.loading = true};
     }
+    b += LoadFromHost(req, rest.first(in_host), &hit);
   }
   req.num_published_blocks = NumBlocks(req);
-  return NumBlocks(req) * bs;
+  hit.cached_tokens = NumBlocks(req) * bs;
+  return hit;
+}
+
+int64_t KvCacheManager::LoadFromHost(RequestKv& req, std::span<const BlockHash> hashes,
+                                     PrefixHit* hit) {
+  const int32_t bs = layout_.block_size;
+  int64_t loaded = 0;
+  for (const BlockHash& hash : hashes) {
+    if (pool_.num_free() < layout_.num_layers) break;
+    std::vector<int32_t> fresh = *pool_.Allocate(layout_.num_layers);
+    bool from_disk = false;
+    if (!tiers_->LoadToDevice(hash, fresh, &from_disk)) {  // evicted meanwhile, or a copy error
+      pool_.Free(fresh);
+      break;
+    }
+    for (int32_t l = 0; l < layout_.num_layers; ++l) {
+      pool_.Publish(fresh[l], hash, l, req.access.lower_tiers);
+    }
+    AppendBlock(req, fresh);
+    hit->host_tokens += bs;
+    hit->disk_tokens += from_disk ? bs : 0;
+    ++loaded;
+  }
+  return loaded;
+}
+
+void KvCacheManager::AttachTiers(TieredStore* tiers) {
+  tiers_ = tiers;
+  if (tiers_ == nullptr) {
+    pool_.SetEvictionHook({});
+    return;
+  }
+  pool_.SetEvictionHook([this](const EvictedPage& e) { OnEvict(e); });
+}
+
+void KvCacheManager::OnEvict(const EvictedPage& e) {
+  if (e.lower_tiers == 0) return;
+  std::vector<int32_t> layer_pages(layout_.num_layers);
+  for (int32_t l = 0; l < layout_.num_layers; ++l) {
+    std::optional<int32_t> page = l == e.key.layer ? e.page : pool_.Lookup(e.key.hash, l);
+    if (!page) return;  // another layer already went without demotion: the block is incomplete
+    layer_pages[l] = *page;
+  }
+  tiers_->Demote(e.key.hash, layer_pages, e.hits, e.lower_tiers);
 }
 
 bool KvCacheManager::Reserve(RequestId id, int64_t num_tokens) {
@@ -85,30 +151,115 @@ void KvCacheManager::Commit(RequestId id, std::span<const int32_t> tokens,
   const int32_t bs = layout_.block_size;
   const int64_t full = num_computed_tokens / bs;
   CHECK(full <= NumBlocks(req));
-  if (!enable_prefix_caching_) return;
+  if (!enable_prefix_caching_ || !req.access.prefix_cache) return;
   for (int64_t b = req.num_published_blocks; b < full; ++b) {
     if (b == static_cast<int64_t>(req.block_hashes.size())) {
       BlockHash parent = b == 0 ? req.seed : req.block_hashes[b - 1];
       req.block_hashes.push_back(ChainHash(parent, tokens.subspan(b * bs, bs)));
     }
-    for (int32_t l = 0; l < layout_.num_layers; ++l) {
-      pool_.Publish(req.pages[l][b], req.block_hashes[b], l);
-    }
+    PublishBlock(req, b);
   }
   req.num_published_blocks = std::max(req.num_published_blocks, full);
 }
 
-void KvCacheManager::Release(RequestId id) {
-  auto it = requests_.find(id);
-  CHECK(it != requests_.end());
-  const RequestKv& req = it->second;
+void KvCacheManager::PublishBlock(RequestKv& req, int64_t b) {
+  const BlockHash& hash = req.block_hashes[b];
+  std::vector<int32_t> layer_pages(layout_.num_layers);
+  for (int32_t l = 0; l < layout_.num_layers; ++l) {
+    layer_pages[l] = req.pages[l][b];
+    pool_.Publish(layer_pages[l], hash, l, req.access.lower_tiers);
+  }
+  if (tiers_ != nullptr && tiers_->write_through() && req.access.lower_tiers != 0) {
+    tiers_->Demote(hash, layer_pages, /*hits=*/0, req.access.lower_tiers);
+  }
+}
+
+void KvCacheManager::FreePages(const RequestKv& req) {
   std::vector<int32_t> order;
   order.reserve(NumBlocks(req) * layout_.num_layers);
   for (int64_t b = NumBlocks(req) - 1; b >= 0; --b) {
     for (const auto& layer_pages : req.pages) order.push_back(layer_pages[b]);
   }
   pool_.Free(order);
+}
+
+void KvCacheManager::Release(RequestId id) {
+  auto it = requests_.find(id);
+  CHECK(it != requests_.end());
+  FreePages(it->second);
   requests_.erase(it);
+}
+
+int64_t KvCacheManager::SwapBytes(RequestId id) const {
+  return NumBlocks(Get(id)) * layout_.num_layers * static_cast<int64_t>(layout_.PageBytes());
+}
+
+bool KvCacheManager::SwapOut(RequestId id) {
+  auto it = requests_.find(id);
+  CHECK(it != requests_.end());
+  if (tiers_ == nullptr || !tiers_->SwapOut(id, it->second.pages)) return false;
+  FreePages(it->second);
+  RequestKv& kept = swapped_[id];
+  kept = std::move(it->second);
+  requests_.erase(it);
+  return true;
+}
+
+bool KvCacheManager::SwapIn(RequestId id) {
+  auto it = swapped_.find(id);
+  CHECK(it != swapped_.end() && !requests_.contains(id));
+  RequestKv& req = it->second;
+  const int64_t blocks = NumBlocks(req);
+  // Published blocks still cached on the device are shared, not copied.
+  std::vector<bool> skip(blocks, false);
+  std::vector<std::vector<int32_t>> shared(blocks);
+  int64_t missing = 0;
+  for (int64_t b = 0; b < blocks; ++b) {
+    if (b < req.num_published_blocks) shared[b] = LookupAllLayers(req.block_hashes[b]);
+    skip[b] = !shared[b].empty();
+    missing += skip[b] ? 0 : 1;
+  }
+  // Take the shared pages first: those that were free no longer count as free afterwards.
+  std::vector<int32_t> touched;
+  for (int64_t b = 0; b < blocks; ++b) {
+    for (int32_t page : shared[b]) {
+      pool_.Touch(page, /*hit=*/false);
+      touched.push_back(page);
+    }
+  }
+  std::optional<std::vector<int32_t>> allocated =
+      pool_.Allocate(static_cast<int32_t>(missing * layout_.num_layers));
+  if (!allocated) {
+    pool_.Free(touched);
+    return false;
+  }
+  std::vector<int32_t> fresh = std::move(*allocated);
+  auto next = fresh.begin();
+  for (int64_t b = 0; b < blocks; ++b) {
+    for (int32_t l = 0; l < layout_.num_layers; ++l) {
+      req.pages[l][b] = skip[b] ? shared[b][l] : *next++;
+    }
+  }
+  RequestKv& live = requests_[id];
+  live = std::move(req);
+  swapped_.erase(it);
+  if (!tiers_->SwapIn(id, live.pages, skip)) {
+    // A copy failed: the KV is not trustworthy. Drop it; the caller recomputes.
+    Release(id);
+    return false;
+  }
+  // Re-publish the blocks copied back whose keys were evicted meanwhile.
+  for (int64_t b = 0; b < live.num_published_blocks; ++b) {
+    if (skip[b]) continue;
+    for (int32_t l = 0; l < layout_.num_layers; ++l) {
+      pool_.Publish(live.pages[l][b], live.block_hashes[b], l, live.access.lower_tiers);
+    }
+  }
+  return true;
+}
+
+void KvCacheManager::DropSwapped(RequestId id) {
+  if (swapped_.erase(id) > 0 && tiers_ != nullptr) tiers_->DropSwap(id);
 }
 
 void KvCacheManager::Fork(RequestId parent, RequestId child, int64_t shared_tokens) {
@@ -118,10 +269,11 @@ void KvCacheManager::Fork(RequestId parent, RequestId child, int64_t shared_toke
   CHECK(shared_tokens >= 0 && shared_blocks <= NumBlocks(from));
   RequestKv to;
   to.seed = from.seed;
+  to.access = from.access;
   to.pages.resize(layout_.num_layers);
   for (int32_t l = 0; l < layout_.num_layers; ++l) {
     for (int64_t b = 0; b < shared_blocks; ++b) {
-      pool_.Touch(from.pages[l][b]);
+      pool_.Touch(from.pages[l][b], /*hit=*/false);
       to.pages[l].push_back(from.pages[l][b]);
     }
   }

@@ -23,10 +23,26 @@
 #include "kvcache/block_hash.h"
 #include "kvcache/block_pool.h"
 #include "kvcache/kv_layout.h"
+#include "kvcache/tiered_store.h"
 
 namespace strata::kvcache {
 
-using RequestId = uint64_t;
+// What a request's KV policy allows (DESIGN.md §5 `policies`).
+struct KvAccess {
+  bool prefix_cache = true;               // look up and publish its full blocks
+  uint8_t lower_tiers = kAllLowerTiers;   // where its published blocks may be demoted / found
+  bool may_fetch = true;                  // start disk reads for a prefix found only on disk
+};
+
+// Where an attached prefix came from (token counts; multiples of block_size).
+struct PrefixHit {
+  int64_t cached_tokens = 0;  // device + host + disk
+  int64_t host_tokens = 0;    // copied up from host RAM (disk_tokens included)
+  int64_t disk_tokens = 0;    // ... of which had been fetched from disk
+  // Blocks beyond the hit are being read from disk: the request was NOT registered; attach it
+  // again once TieredStore::Poll reports progress.
+  bool loading = false;
+};
 
 class KvCacheManager {
  public:
@@ -42,6 +58,15 @@ class KvCacheManager {
   // PrefixSeed (model, codec, cache_salt, ...).
   // REQUIRES: `id` is not registered.
   int64_t AttachCachedPrefix(RequestId id, BlockHash seed, std::span<const int32_t> tokens);
+  // The same across the tiers below the device, within what `access` allows: blocks cached in
+  // host RAM are copied into fresh device pages (published again); blocks found only on disk
+  // start a fetch and come back as `loading` (nothing registered).
+  PrefixHit Attach(RequestId id, BlockHash seed, std::span<const int32_t> tokens,
+                   const KvAccess& access);
+  // Puts host RAM and disk below the device pool: device evictions demote into them (or every
+  // full block at publish when write-through). `tiers` must outlive the manager; null = none.
+  void AttachTiers(TieredStore* tiers);
+  TieredStore* tiers() const { return tiers_; }
   // Makes room for `num_tokens` tokens in every layer. False and no change when the pool cannot
   // supply all missing pages (the caller waits or preempts).
   bool Reserve(RequestId id, int64_t num_tokens);
@@ -56,6 +81,20 @@ class KvCacheManager {
   // Reserves the child's own page and copies those slots.
   // REQUIRES: parent registered, child not; shared_tokens <= the parent's capacity.
   void Fork(RequestId parent, RequestId child, int64_t shared_tokens);
+
+  // Preemption by swap: copies every page of `id` to pinned host slots and releases them like
+  // Release; the request stays known as swapped. False (still registered, nothing changed) when
+  // there is no host tier or it cannot hold them.
+  bool SwapOut(RequestId id);
+  // Registers a swapped request again with fresh pages holding its KV (blocks still cached on
+  // the device are shared instead of copied). False and no change when the device pool lacks
+  // the pages.
+  bool SwapIn(RequestId id);
+  // Forgets a swapped request's host copy (it was aborted).
+  void DropSwapped(RequestId id);
+  bool IsSwapped(RequestId id) const { return swapped_.contains(id); }
+  // Bytes SwapOut would copy for `id`.
+  int64_t SwapBytes(RequestId id) const;
 
   std::span<const int32_t> pages(RequestId id, int32_t layer) const;
   int64_t num_blocks(RequestId id) const;
@@ -73,6 +112,7 @@ class KvCacheManager {
  private:
   struct RequestKv {
     BlockHash seed;
+    KvAccess access;
     std::vector<std::vector<int32_t>> pages;  // [num_layers][num_blocks]
     std::vector<BlockHash> block_hashes;      // chained hashes of leading full blocks
     int64_t num_published_blocks = 0;         // blocks [0, n) are already in the index
@@ -83,11 +123,22 @@ class KvCacheManager {
   int64_t NumBlocks(const RequestKv& req) const { return static_cast<int64_t>(req.pages[0].size()); }
   // The cached page of block `hash` in every layer, or empty when any layer misses.
   std::vector<int32_t> LookupAllLayers(const BlockHash& hash) const;
+  // Appends block `b`'s device pages to `req` (hits, or pages just filled from host).
+  void AppendBlock(RequestKv& req, std::span<const int32_t> layer_pages);
+  // Copies host-cached blocks hashes[from, from + n) into fresh pages; returns how many made it.
+  int64_t LoadFromHost(RequestKv& req, std::span<const BlockHash> hashes, PrefixHit* hit);
+  // Demotes a block whose page Allocate is about to reuse (all its layers, while still intact).
+  void OnEvict(const EvictedPage& e);
+  void PublishBlock(RequestKv& req, int64_t b);
+  // Drops the request's page references, tail blocks first (their leaves are evicted first).
+  void FreePages(const RequestKv& req);
 
   KvLayout layout_;
   bool enable_prefix_caching_;
   BlockPool pool_;
   std::unordered_map<RequestId, RequestKv> requests_;
+  std::unordered_map<RequestId, RequestKv> swapped_;  // block tables kept, pages released
+  TieredStore* tiers_ = nullptr;
 };
 
 }  // namespace strata::kvcache

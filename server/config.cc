@@ -290,6 +290,12 @@ absl::Status KvCacheSection::Validate() const {
     return ConfigError("kvcache.tiers.disk.path",
                        "required when kvcache.tiers.disk.capacity > 0 (the segment folder)");
   }
+  if (tiers.disk.capacity_bytes > 0 && tiers.host.capacity_bytes <= 0) {
+    return ConfigError("kvcache.tiers.disk.capacity",
+                       "needs kvcache.tiers.host.capacity > 0: blocks go to and come back from "
+                       "disk through host RAM");
+  }
+  RETURN_IF_ERROR(InRange("kvcache.tiers.disk.min_hits", tiers.disk.min_hits, 0, 1000));
   return absl::OkStatus();
 }
 

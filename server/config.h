@@ -77,11 +77,14 @@ struct EngineSection {
   bool operator==(const EngineSection&) const = default;
 };
 
-// One KV tier. device/host use only capacity_bytes; disk also path and persist.
+// One KV tier. device uses only capacity_bytes; host also write_through; disk also path,
+// persist and min_hits.
 struct TierConfig {
   int64_t capacity_bytes = 0;  // device: 0 = auto; host, disk: 0 = tier off
+  bool write_through = false;  // host: copy full blocks down at publish, not at device eviction
   std::string path;            // disk: folder of the segment files (needed when capacity > 0)
   bool persist = true;         // disk: keep and re-index the segments across restarts
+  int64_t min_hits = 2;        // disk: host evictions go to disk only after this many hits
 
   bool operator==(const TierConfig&) const = default;
 };

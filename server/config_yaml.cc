@@ -297,11 +297,15 @@ void ReadEngine(MapReader r, EngineSection* c) {
   r.Finish();
 }
 
-void ReadTier(MapReader r, TierConfig* c, bool disk) {
+enum class TierKind { kDevice, kHost, kDisk };
+
+void ReadTier(MapReader r, TierConfig* c, TierKind kind) {
   r.Size("capacity", &c->capacity_bytes);
-  if (disk) {
+  if (kind == TierKind::kHost) r.Bool("write_through", &c->write_through);
+  if (kind == TierKind::kDisk) {
     r.String("path", &c->path);
     r.Bool("persist", &c->persist);
+    r.Int("min_hits", &c->min_hits);
   }
   r.Finish();
 }
@@ -311,9 +315,9 @@ void ReadKvCache(MapReader r, KvCacheSection* c) {
   r.Bool("prefix_caching", &c->prefix_caching);
   r.String("default_policy", &c->default_policy);
   MapReader tiers = r.Child("tiers");
-  ReadTier(tiers.Child("device"), &c->tiers.device, false);
-  ReadTier(tiers.Child("host"), &c->tiers.host, false);
-  ReadTier(tiers.Child("disk"), &c->tiers.disk, true);
+  ReadTier(tiers.Child("device"), &c->tiers.device, TierKind::kDevice);
+  ReadTier(tiers.Child("host"), &c->tiers.host, TierKind::kHost);
+  ReadTier(tiers.Child("disk"), &c->tiers.disk, TierKind::kDisk);
   tiers.Finish();
   r.Finish();
 }

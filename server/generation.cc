@@ -177,6 +177,7 @@ absl::StatusOr<std::unique_ptr<GenerationStream>> GenerationService::Start(
     for (int32_t id : model_->EosIds()) e.stop_token_ids.push_back(id);
   }
   e.cache_salt = r.cache_salt;
+  e.kv_access = options_.policies.at(r.kv_policy.empty() ? options_.default_policy : r.kv_policy);
   e.n = r.n;
   e.logprobs = r.logprobs;
   e.slo = SloSpecOf(r);
@@ -270,7 +271,10 @@ void GenerationStream::OnToken(Completion& c, const engine::TokenEvent& e,
           m->ObserveTimeToFirstToken(now - arrival_time_);
           if (usage_.queue_time_s >= 0) m->ObserveQueueTime(usage_.queue_time_s);
           m->AddPromptTokens(usage_.prompt_tokens);
-          m->AddPrefixCacheLookup("device", usage_.prompt_tokens, e.num_cached_tokens);
+          m->AddPrefixCacheLookup(usage_.prompt_tokens,
+                                  {.device = e.num_cached_tokens - e.num_host_cached_tokens,
+                                   .host = e.num_host_cached_tokens - e.num_disk_cached_tokens,
+                                   .disk = e.num_disk_cached_tokens});
         }
       }
     }

@@ -40,7 +40,8 @@ struct ServiceOptions {
   int32_t max_stop_string_bytes = 256;
   int32_t max_logprobs = 20;
   int64_t max_concurrent_requests = 1024;  // in flight (streaming or not) before 429
-  std::set<std::string> policies;        // valid kv_policy names
+  std::map<std::string, kvcache::KvAccess> policies;  // valid kv_policy names, as the engine
+                                                      // applies them
   std::string default_policy = "full";
   std::map<std::string, engine::SloSpec> slo_classes;  // valid slo_class names, as the engine
                                                       // schedules them

@@ -50,16 +50,20 @@ Metrics::Metrics(const MetricsInfo& info)
                         "Prompt tokens found in the prefix cache, by the tier that held them.");
   slo_requests_ = family("strata_slo_requests_total",
                          "Requests by SLO class and outcome (met, missed, rejected, cancelled).");
-  auto& transfers = *family("strata_kv_transfer_bytes_total", "KV bytes moved between tiers.");
+  transfers_ = family("strata_kv_transfer_bytes_total", "KV bytes moved between tiers.");
   for (auto [src, dst] : {std::pair{"device", "host"}, {"host", "device"}, {"host", "disk"},
                           {"disk", "host"}}) {
-    transfers.Add({{"model", info.model}, {"src", src}, {"dst", dst}});
+    CounterWith(*transfers_, {{"src", src}, {"dst", dst}});
   }
-  auto& tier_errors = *family("strata_kv_tier_errors_total",
-                              "KV tier faults (each served as a miss): checksum, io, full.");
-  for (const char* kind : {"checksum", "io", "full"}) {
-    tier_errors.Add({{"model", info.model}, {"tier", "disk"}, {"kind", kind}});
+  tier_errors_ = family("strata_kv_tier_errors_total",
+                        "KV tier faults, each served as a miss or a skipped write: checksum, "
+                        "short_read, io, full, foreign.");
+  for (const char* kind : {"checksum", "short_read", "io", "full", "foreign"}) {
+    CounterWith(*tier_errors_, {{"tier", "disk"}, {"kind", kind}});
   }
+  swaps_ = family("strata_kv_swaps_total",
+                  "Preempted requests whose KV was swapped to host (out) and back (in).");
+  for (const char* direction : {"out", "in"}) CounterWith(*swaps_, {{"direction", direction}});
   // Series a dashboard or an alert divides by or watches for exist at zero before the first
   // (rare) event, so a ratio reads 0 instead of nothing and rate() counts that first event.
   for (const char* status : {"ok", "cancelled", "error", "rejected", "invalid"}) {
@@ -128,9 +132,13 @@ void Metrics::CountRequest(std::string_view status) {
   CounterWith(*requests_, {{"status", std::string(status)}}).Increment();
 }
 
-void Metrics::AddPrefixCacheLookup(std::string_view tier, int64_t queried, int64_t hit) {
+void Metrics::AddPrefixCacheLookup(int64_t queried, const TierHits& hits) {
   CounterWith(*prefix_queries_, {}).Increment(static_cast<double>(queried));
-  CounterWith(*prefix_hits_, {{"tier", std::string(tier)}}).Increment(static_cast<double>(hit));
+  const std::pair<const char*, int64_t> by_tier[] = {
+      {"device", hits.device}, {"host", hits.host}, {"disk", hits.disk}};
+  for (const auto& [tier, n] : by_tier) {
+    if (n > 0) CounterWith(*prefix_hits_, {{"tier", tier}}).Increment(static_cast<double>(n));
+  }
 }
 
 void Metrics::CountSlo(std::string_view slo_class, std::string_view outcome) {
@@ -152,7 +160,35 @@ std::string Metrics::Render(const engine::EngineStats& stats) {
   AdvanceTo(*step_seconds_, &step_seconds_seen_, stats.sum_step_s);
   AdvanceTo(*step_predicted_seconds_, &step_predicted_seconds_seen_, stats.sum_predicted_step_s);
   AdvanceTo(*preemptions_, &preemptions_seen_, static_cast<double>(stats.num_preemptions));
+  if (stats.has_tiers) RenderTiers(stats.tiers);
   return prometheus::TextSerializer().Serialize(registry_->Collect());
+}
+
+// REQUIRES: mu_.
+void Metrics::RenderTiers(const kvcache::TierStats& t) {
+  auto advance = [&](prometheus::Family<prometheus::Counter>& family,
+                     const prometheus::Labels& labels, int64_t total) {
+    std::string key = family.GetName();
+    for (const auto& [k, v] : labels) key += "," + k + "=" + v;
+    AdvanceTo(CounterWith(family, labels), &tier_seen_[key], static_cast<double>(total));
+  };
+  advance(*transfers_, {{"src", "device"}, {"dst", "host"}}, t.device_to_host_bytes);
+  advance(*transfers_, {{"src", "host"}, {"dst", "device"}}, t.host_to_device_bytes);
+  advance(*transfers_, {{"src", "host"}, {"dst", "disk"}}, t.host_to_disk_bytes);
+  advance(*transfers_, {{"src", "disk"}, {"dst", "host"}}, t.disk_to_host_bytes);
+  advance(*swaps_, {{"direction", "out"}}, t.swap_outs);
+  advance(*swaps_, {{"direction", "in"}}, t.swap_ins);
+  for (const auto& [tier_kind, n] : t.errors) {
+    const size_t slash = tier_kind.find('/');
+    advance(*tier_errors_,
+            {{"tier", tier_kind.substr(0, slash)}, {"kind", tier_kind.substr(slash + 1)}}, n);
+  }
+  auto ratio = [](int64_t used, int64_t cap) {
+    return cap > 0 ? static_cast<double>(used) / static_cast<double>(cap) : 0.0;
+  };
+  kv_usage_->Add({{"model", info_.model}, {"tier", "host"}}).Set(ratio(t.host_used, t.host_slots));
+  kv_usage_->Add({{"model", info_.model}, {"tier", "disk"}})
+      .Set(ratio(t.disk_records, t.disk_capacity_records));
 }
 
 }  // namespace strata::server

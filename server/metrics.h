@@ -7,6 +7,7 @@
 // Thread-safe: prometheus-cpp metrics are atomic; Render serialises under a mutex.
 #pragma once
 
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -46,8 +47,12 @@ class Metrics {
   void AddGenerationTokens(int64_t n);
   // status: ok | cancelled | error | rejected | invalid
   void CountRequest(std::string_view status);
-  // A request's prompt looked up in the prefix cache: `queried` tokens, `hit` of them found.
-  void AddPrefixCacheLookup(std::string_view tier, int64_t queried, int64_t hit);
+  // A request's prompt looked up in the prefix cache: `queried` tokens, and how many of them each
+  // tier held.
+  struct TierHits {
+    int64_t device = 0, host = 0, disk = 0;
+  };
+  void AddPrefixCacheLookup(int64_t queried, const TierHits& hits);
   // outcome: met | missed_ttft | missed_tpot | rejected | cancelled
   void CountSlo(std::string_view slo_class, std::string_view outcome);
 
@@ -56,6 +61,7 @@ class Metrics {
 
  private:
   static void AdvanceTo(prometheus::Counter& counter, double* seen, double total);
+  void RenderTiers(const kvcache::TierStats& tiers);
   prometheus::Counter& CounterWith(prometheus::Family<prometheus::Counter>& family,
                                    const prometheus::Labels& extra);
 
@@ -72,6 +78,9 @@ class Metrics {
   prometheus::Family<prometheus::Counter>* prefix_queries_;
   prometheus::Family<prometheus::Counter>* prefix_hits_;
   prometheus::Family<prometheus::Counter>* slo_requests_;
+  prometheus::Family<prometheus::Counter>* transfers_;
+  prometheus::Family<prometheus::Counter>* tier_errors_;
+  prometheus::Family<prometheus::Counter>* swaps_;
   prometheus::Gauge* running_;
   prometheus::Gauge* waiting_;
   prometheus::Family<prometheus::Gauge>* kv_usage_;
@@ -86,6 +95,7 @@ class Metrics {
   double step_predicted_seconds_seen_ = 0;  // guarded by mu_
   std::mutex mu_;                  // Render
   double preemptions_seen_ = 0;    // guarded by mu_
+  std::map<std::string, double> tier_seen_;  // guarded by mu_: tier counters' last totals
 };
 
 }  // namespace strata::server

@@ -9,6 +9,17 @@
 
 namespace strata::server {
 
+kvcache::KvAccess KvAccessOf(const KvPolicy& p) {
+  kvcache::KvAccess a;
+  a.prefix_cache = p.prefix_cache;
+  a.lower_tiers = 0;
+  for (const std::string& tier : p.tiers) {
+    if (tier == "host") a.lower_tiers |= kvcache::kTierHost;
+    if (tier == "disk") a.lower_tiers |= kvcache::kTierDisk;
+  }
+  return a;
+}
+
 engine::EngineConfig MakeEngineConfig(const Config& c, const engine::Model& model) {
   engine::EngineConfig e;
   e.backend = c.engine.backend;
@@ -28,6 +39,13 @@ engine::EngineConfig MakeEngineConfig(const Config& c, const engine::Model& mode
     e.num_kv_pages = static_cast<int32_t>(
         std::min<int64_t>(c.kvcache.tiers.device.capacity_bytes / layout.PageBytes(), INT32_MAX));
   }
+  const TiersConfig& t = c.kvcache.tiers;
+  e.tiers.host_capacity_bytes = t.host.capacity_bytes;
+  e.tiers.write_through = t.host.write_through;
+  e.tiers.disk_min_hits = static_cast<int32_t>(t.disk.min_hits);
+  e.tiers.disk.capacity_bytes = t.disk.capacity_bytes;
+  e.tiers.disk.dir = t.disk.path;  // relative paths resolve against the working directory
+  e.tiers.disk.persist = t.disk.persist;
   return e;
 }
 
@@ -42,7 +60,7 @@ ServiceOptions MakeServiceOptions(const Config& c, const std::string& served_nam
   o.max_stop_string_bytes = static_cast<int32_t>(l.max_stop_string_bytes);
   o.max_logprobs = static_cast<int32_t>(l.max_logprobs);
   o.max_concurrent_requests = l.max_concurrent_streams;
-  for (const auto& [name, policy] : c.policies) o.policies.insert(name);
+  for (const auto& [name, policy] : c.policies) o.policies[name] = KvAccessOf(policy);
   o.default_policy = c.kvcache.default_policy;
   for (const auto& [name, cls] : c.slo_classes) {
     o.slo_classes[name] = {.name = name,

@@ -89,6 +89,7 @@ TEST(KustomizeTest, ContainerConfigIsSloYamlPlusItsListedOverrides) {
   expected->server.host = "0.0.0.0";
   expected->model.path = "Qwen/Qwen2.5-0.5B-Instruct";
   expected->engine.threads = 4;
+  expected->kvcache.tiers.host.capacity_bytes = int64_t{2} << 30;
   expected->kvcache.tiers.disk.capacity_bytes = int64_t{16} << 30;
   expected->kvcache.tiers.disk.path = "/var/cache/strata/kv";
   expected->logging.format = "json";

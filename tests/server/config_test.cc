@@ -240,7 +240,8 @@ INSTANTIATE_TEST_SUITE_P(
                   "config: unknown key 'kvcache.tiers.gpu' (expected one of device, host, disk) "
                   "(t.yaml:3)"},
         BadConfig{"kvcache:\n  tiers:\n    host: {capacity: 1, path: /x}\n",
-                  "config: unknown key 'kvcache.tiers.host.path' (expected one of capacity) "
+                  "config: unknown key 'kvcache.tiers.host.path' (expected one of capacity, "
+                  "write_through) "
                   "(t.yaml:3)"},
         BadConfig{"kvcache:\n  tiers:\n    disk:\n      pth: /x\n",
                   "config: unknown key 'kvcache.tiers.disk.pth' (did you mean 'path'?) (t.yaml:4)"},

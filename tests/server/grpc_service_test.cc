@@ -74,7 +74,7 @@ class GrpcServiceTest : public ::testing::Test {
     ServiceOptions options;
     options.served_name = "stories260k";
     options.max_n = 4;
-    options.policies = {"full"};
+    options.policies = {{"full", {}}};
     options.slo_classes = {{"default", {}}};
     service_ = std::make_unique<GenerationService>(engine_.get(), model_.get(), nullptr,
                                                    options, nullptr);
