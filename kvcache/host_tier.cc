@@ -29,14 +29,15 @@ std::optional<int32_t> HostTier::Acquire(std::optional<HostVictim>* victim) {
   if (!free_.empty()) {
     s = free_.back();
     free_.pop_back();
-  } else if (!lru_.empty()) {
-    s = lru_.front();
-    lru_.pop_front();
+  } else {
+    auto it = lru_.begin();
+    while (it != lru_.end() && slots_[*it].protect > 0) ++it;
+    if (it == lru_.end()) return std::nullopt;
+    s = *it;
+    lru_.erase(it);
     Slot& old = slots_[s];
     *victim = HostVictim{.hash = old.hash, .hits = old.hits, .lower_tiers = old.lower_tiers};
     index_.erase(old.hash);
-  } else {
-    return std::nullopt;
   }
   slots_[s] = Slot();
   slots_[s].state = State::kPinned;
@@ -68,6 +69,13 @@ void HostTier::Unpin(int32_t s) {
   --num_pinned_;
   slot = Slot{};
   free_.push_back(s);
+}
+
+void HostTier::Protect(const BlockHash& hash, bool on) {
+  auto it = index_.find(hash);
+  if (it == index_.end()) return;
+  Slot& slot = slots_[it->second];
+  slot.protect += on ? 1 : (slot.protect > 0 ? -1 : 0);
 }
 
 bool HostTier::RecordHit(int32_t s) {

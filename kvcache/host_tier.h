@@ -51,6 +51,9 @@ class HostTier {
   void Publish(int32_t slot, const BlockHash& hash, int32_t hits, uint8_t lower_tiers,
                bool from_disk);
   void Unpin(int32_t slot);  // back to the free list
+  // A protected cached slot is skipped by Acquire's eviction (a prefix being loaded must not be
+  // pushed out by the demotions its own load causes). Protect nests; no-op for unknown hashes.
+  void Protect(const BlockHash& hash, bool on);
   // Hit bookkeeping of a cached slot: counted on every load to the device. Returns whether this
   // is the first load since the block came up from disk (a disk hit), and clears that flag.
   bool RecordHit(int32_t slot);
@@ -69,6 +72,7 @@ class HostTier {
     int32_t hits = 0;
     uint8_t lower_tiers = 0;
     bool from_disk = false;
+    int32_t protect = 0;               // > 0: not evictable (being loaded)
     std::list<int32_t>::iterator lru;  // valid while cached
   };
 

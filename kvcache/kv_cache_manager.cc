@@ -76,7 +76,9 @@ PrefixHit KvCacheManager::Attach(RequestId id, BlockHash seed, std::span<const i
       Release(id);
       return PrefixHit{.loading = true};
     }
+    tiers_->ProtectRun(rest.first(in_host), true);
     b += LoadFromHost(req, rest.first(in_host), &hit);
+    tiers_->ProtectRun(rest.first(in_host), false);
   }
   req.num_published_blocks = NumBlocks(req);
   hit.cached_tokens = NumBlocks(req) * bs;

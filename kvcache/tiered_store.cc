@@ -131,7 +131,9 @@ bool TieredStore::Poll() {
 
 bool TieredStore::LoadToDevice(const BlockHash& hash, std::span<const int32_t> pages,
                                bool* from_disk) {
-  std::optional<int32_t> slot = host_.Find(hash, /*touch=*/true);
+  // No LRU refresh here: HostRun refreshed the run in prefix order, so the host slots that
+  // device evictions during this load push out are the blocks already loaded, oldest first.
+  std::optional<int32_t> slot = host_.Find(hash, /*touch=*/false);
   if (!slot) return false;
   absl::Status s = CopyToDevice(host_.data(*slot), pages);
   if (!s.ok()) {
@@ -140,7 +142,13 @@ bool TieredStore::LoadToDevice(const BlockHash& hash, std::span<const int32_t> p
   }
   *from_disk = host_.RecordHit(*slot);
   stats_.host_to_device_bytes += static_cast<int64_t>(host_.block_bytes());
+  stats_.host_hit_tokens += layout_.block_size;
+  stats_.disk_hit_tokens += *from_disk ? layout_.block_size : 0;
   return true;
+}
+
+void TieredStore::ProtectRun(std::span<const BlockHash> hashes, bool on) {
+  for (const BlockHash& h : hashes) host_.Protect(h, on);
 }
 
 void TieredStore::Demote(const BlockHash& hash, std::span<const int32_t> pages, int32_t hits,
@@ -148,7 +156,10 @@ void TieredStore::Demote(const BlockHash& hash, std::span<const int32_t> pages, 
   if ((lower_tiers & kTierHost) == 0 || host_.num_slots() == 0) {
     if ((lower_tiers & kTierDisk) == 0 || !disk_ || disk_->Contains(hash)) return;
     scratch_.resize(host_.block_bytes());
-    if (!CopyFromDevice(pages, scratch_).ok()) return;
+    if (absl::Status s = CopyFromDevice(pages, scratch_); !s.ok()) {
+      CountError("host/io", s);
+      return;
+    }
     stats_.device_to_host_bytes += static_cast<int64_t>(scratch_.size());
     DemoteToDisk(hash, scratch_);
     return;
@@ -190,7 +201,10 @@ bool TieredStore::SwapOut(RequestId id, const std::vector<std::vector<int32_t>>&
     std::optional<int32_t> slot = AcquireHostSlot();
     if (slot) slots.push_back(*slot);
     for (int32_t l = 0; slot && l < layout_.num_layers; ++l) block_pages[l] = pages[l][b];
-    if (!slot || !CopyFromDevice(block_pages, host_.data(*slot)).ok()) {
+    absl::Status copied = slot ? CopyFromDevice(block_pages, host_.data(*slot))
+                               : absl::ResourceExhaustedError("host tier full");
+    if (!copied.ok()) {
+      if (slot) CountError("host/io", copied);
       for (int32_t s : slots) host_.Unpin(s);
       return false;
     }
@@ -216,6 +230,7 @@ bool TieredStore::SwapIn(RequestId id, const std::vector<std::vector<int32_t>>& 
     if (!s.ok()) {
       CountError("host/io", s);
       ok = false;
+      break;
     }
     stats_.host_to_device_bytes += static_cast<int64_t>(host_.block_bytes());
   }
@@ -266,6 +281,7 @@ TierStats TieredStore::stats() const {
   TierStats s = stats_;
   s.host_slots = host_.num_slots();
   s.host_used = host_.num_used();
+  s.host_pinned = host_.num_pinned();
   s.fetches_in_flight = fetches_in_flight();
   if (disk_) {
     const DiskTierStats d = disk_->stats();

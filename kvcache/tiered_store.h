@@ -40,7 +40,8 @@ namespace strata::kvcache {
 using RequestId = uint64_t;
 
 struct TierOptions {
-  int64_t host_capacity_bytes = 0;  // 0 = no host tier (and then no disk tier either)
+  int64_t host_capacity_bytes = 0;  // 0 = no host tier (the config requires one for a disk tier:
+                                    // fetches land in host slots)
   bool write_through = false;       // demote full blocks at publish, not at device eviction
   int32_t disk_min_hits = 2;        // host evictions reach the disk only after this many hits
   DiskTierOptions disk;             // disk.capacity_bytes 0 = no disk tier
@@ -59,6 +60,7 @@ struct TierStats {
   int64_t swap_ins = 0;
   int64_t host_slots = 0;
   int64_t host_used = 0;
+  int64_t host_pinned = 0;      // slots held by swapped requests and in-flight fetches
   int64_t disk_records = 0;
   int64_t disk_capacity_records = 0;
   int64_t fetches_in_flight = 0;
@@ -90,6 +92,9 @@ class TieredStore {
   bool Poll();
   int64_t fetches_in_flight() const { return static_cast<int64_t>(fetching_.size()); }
 
+  // Keeps the host blocks of `hashes` from being evicted (on) until released (off): call around
+  // a prefix load, whose own device allocations demote blocks into the host tier.
+  void ProtectRun(std::span<const BlockHash> hashes, bool on);
   // Copies host block `hash` into device pages `pages[layer]`. False when it is not (or no
   // longer) cached in host RAM or the copy failed. `from_disk` tells whether it had come up from
   // the disk for this lookup.

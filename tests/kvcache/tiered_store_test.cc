@@ -357,6 +357,27 @@ TEST_F(TieredStoreTest, FetchBringsADiskBlockBackAndLoadReportsFromDiskOnce) {
   EXPECT_TRUE(store_->stats().errors.empty());
 }
 
+// TierStats documents host_hit_tokens ("prefix tokens loaded from host, including those from
+// disk") and disk_hit_tokens as cumulative counters: each successful load of a block is
+// block_size tokens.
+TEST_F(TieredStoreTest, HitTokenCountersFollowLoads) {
+  Make(WithDisk(1, 8));
+  DemoteTag(1, 0, /*hits=*/5);
+  DemoteTag(2, 1);  // pushes 1 to disk; 2 stays in host
+  ASSERT_TRUE(WaitOnDisk(1));
+  bool from_disk = false;
+  ASSERT_TRUE(store_->LoadToDevice(H(2), PagesOf(5), &from_disk));
+  EXPECT_EQ(store_->stats().host_hit_tokens, 4);
+  EXPECT_EQ(store_->stats().disk_hit_tokens, 0);
+  const std::vector<BlockHash> want = {H(1)};
+  ASSERT_TRUE(store_->Fetch(want));
+  ASSERT_TRUE(PollUntilIdle());
+  ASSERT_TRUE(store_->LoadToDevice(H(1), PagesOf(6), &from_disk));
+  ASSERT_TRUE(from_disk);
+  EXPECT_EQ(store_->stats().host_hit_tokens, 8);
+  EXPECT_EQ(store_->stats().disk_hit_tokens, 4);
+}
+
 TEST_F(TieredStoreTest, FetchOfABlockNotOnDiskStartsNothing) {
   Make(WithDisk(2, 8));
   DemoteTag(1, 0);
@@ -551,15 +572,21 @@ TEST_F(TieredStoreTest, SwapInCopyErrorFailsCountsAndFreesTheSlots) {
 
 // Every device copy that fails is counted under "host/io" (DESIGN.md §5: an I/O error is a
 // counted miss) — also on the paths that do not go through the host tier's slots.
-TEST_F(TieredStoreTest, CopyErrorsOnDiskOnlyDemoteAndSwapOutAreCounted) {
+TEST_F(TieredStoreTest, CopyErrorOnDiskOnlyDemoteIsCounted) {
   Make(WithDisk(4, 8));
   dev_.FailNext();
   DemoteTag(1, 0, 0, kTierDisk);
   EXPECT_EQ(store_->stats().device_to_host_bytes, 0);
-  EXPECT_EQ(ErrorCount(store_->stats(), "host/io"), 1) << "disk-only Demote copy error";
+  EXPECT_EQ(store_->stats().host_to_disk_bytes, 0);
+  EXPECT_EQ(ErrorCount(store_->stats(), "host/io"), 1);
+}
+
+TEST_F(TieredStoreTest, CopyErrorOnSwapOutIsCounted) {
+  Make(HostOnly(4));
   dev_.FailNext();
   EXPECT_FALSE(store_->SwapOut(7, {{0}, {1}}));
-  EXPECT_EQ(ErrorCount(store_->stats(), "host/io"), 2) << "SwapOut copy error";
+  EXPECT_EQ(store_->stats().host_used, 0);
+  EXPECT_EQ(ErrorCount(store_->stats(), "host/io"), 1);
 }
 
 // host_to_device_bytes counts bytes copied: a failed SwapIn copy copied nothing.
