@@ -286,7 +286,7 @@ class TieredEngineTest : public ::testing::Test {
 
 enum class ReadFault { kIo, kShort, kCorrupt };
 
-void ExpectReadFaultIsAMiss(Tiered* t, Engine& engine, FaultFileSystem& fault, Reference& ref,
+void ExpectReadFaultIsAMiss(TieredEngineTest* t, Engine& engine, FaultFileSystem& fault, Reference& ref,
                             ReadFault kind, const std::string& counter) {
   Workload w(10, 100 + static_cast<uint32_t>(kind));
   FillDisk(engine, ref, w);
