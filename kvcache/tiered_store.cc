@@ -164,7 +164,8 @@ void TieredStore::Demote(const BlockHash& hash, std::span<const int32_t> pages, 
     DemoteToDisk(hash, scratch_);
     return;
   }
-  if (host_.Contains(hash) || fetching_.contains(hash)) return;
+  // Already below: in host, on its way up, or on disk (a cold block is not copied up again).
+  if (host_.Contains(hash) || fetching_.contains(hash) || (disk_ && disk_->Contains(hash))) return;
   std::optional<int32_t> slot = AcquireHostSlot();
   if (!slot) return;
   absl::Status s = CopyFromDevice(pages, host_.data(*slot));
