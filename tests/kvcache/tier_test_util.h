@@ -1,0 +1,147 @@
+// Test helpers shared by the tier tests: a fake device arena behind PageIo whose pages hold a
+// pattern derived from (tag, layer, byte), a temporary directory, a bounded wait.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <functional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "common/status.h"
+#include "kvcache/page_io.h"
+#include "kvcache/tiered_store.h"
+
+namespace strata::kvcache {
+
+inline uint8_t PatternByte(uint64_t tag, int32_t layer, size_t i) {
+  uint64_t x = tag * 0x9E3779B97F4A7C15ull + static_cast<uint64_t>(layer + 1) * 0xC2B2AE3D27D4EB4Full +
+               i * 0x165667B19E3779F9ull;
+  x ^= x >> 29;
+  x *= 0xBF58476D1CE4E5B9ull;
+  x ^= x >> 32;
+  return static_cast<uint8_t>(x);
+}
+
+// The device KV arena: num_pages pages of PageBytes(), plus injected copy failures.
+class FakeDevice : public PageIo {
+ public:
+  FakeDevice(const KvLayout& layout, int32_t num_pages)
+      : page_bytes_(layout.PageBytes()), num_pages_(num_pages), arena_(num_pages * page_bytes_) {}
+
+  absl::Status ReadPage(int32_t page, std::span<std::byte> out) override {
+    ++reads_;
+    if (fail_next_ > 0) {
+      --fail_next_;
+      return absl::InternalError("fake device: injected read failure");
+    }
+    if (page < 0 || page >= num_pages_ || out.size() != page_bytes_) {
+      ADD_FAILURE() << "bad ReadPage(" << page << ", " << out.size() << ")";
+      return absl::InvalidArgumentError("bad page");
+    }
+    std::memcpy(out.data(), arena_.data() + page * page_bytes_, page_bytes_);
+    return absl::OkStatus();
+  }
+  absl::Status WritePage(int32_t page, std::span<const std::byte> in) override {
+    ++writes_;
+    if (fail_next_write_ > 0) {
+      --fail_next_write_;
+      return absl::InternalError("fake device: injected write failure");
+    }
+    if (fail_next_ > 0) {
+      --fail_next_;
+      return absl::InternalError("fake device: injected write failure");
+    }
+    if (page < 0 || page >= num_pages_ || in.size() != page_bytes_) {
+      ADD_FAILURE() << "bad WritePage(" << page << ", " << in.size() << ")";
+      return absl::InvalidArgumentError("bad page");
+    }
+    std::memcpy(arena_.data() + page * page_bytes_, in.data(), page_bytes_);
+    return absl::OkStatus();
+  }
+
+  // The next `n` ReadPage/WritePage calls fail.
+  void FailNext(int n = 1) { fail_next_ = n; }
+  void FailNextWrite(int n = 1) { fail_next_write_ = n; }
+  int reads() const { return reads_; }
+  int writes() const { return writes_; }
+
+  void Fill(int32_t page, uint64_t tag, int32_t layer) {
+    for (size_t i = 0; i < page_bytes_; ++i) {
+      arena_[page * page_bytes_ + i] = std::byte(PatternByte(tag, layer, i));
+    }
+  }
+  void Clear(int32_t page, uint8_t value = 0) {
+    std::memset(arena_.data() + page * page_bytes_, value, page_bytes_);
+  }
+  ::testing::AssertionResult Holds(int32_t page, uint64_t tag, int32_t layer) const {
+    for (size_t i = 0; i < page_bytes_; ++i) {
+      if (arena_[page * page_bytes_ + i] != std::byte(PatternByte(tag, layer, i))) {
+        return ::testing::AssertionFailure()
+               << "page " << page << " differs from (tag " << tag << ", layer " << layer
+               << ") at byte " << i;
+      }
+    }
+    return ::testing::AssertionSuccess();
+  }
+  ::testing::AssertionResult IsFilledWith(int32_t page, uint8_t value) const {
+    for (size_t i = 0; i < page_bytes_; ++i) {
+      if (arena_[page * page_bytes_ + i] != std::byte(value)) {
+        return ::testing::AssertionFailure() << "page " << page << " byte " << i << " changed";
+      }
+    }
+    return ::testing::AssertionSuccess();
+  }
+
+ private:
+  size_t page_bytes_;
+  int32_t num_pages_;
+  std::vector<std::byte> arena_;
+  int fail_next_ = 0;
+  int fail_next_write_ = 0;
+  int reads_ = 0;
+  int writes_ = 0;
+};
+
+class TempDir {
+ public:
+  TempDir() {
+    std::string pattern = "/tmp/strata_tier_test_XXXXXX";
+    CHECK(mkdtemp(pattern.data()) != nullptr);
+    path_ = pattern;
+  }
+  ~TempDir() { std::filesystem::remove_all(path_); }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+// Waits (bounded) until `done()`; false on time-out.
+inline bool WaitFor(const std::function<bool()>& done) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (!done()) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  return true;
+}
+
+
+inline void FillBlock(FakeDevice& dev, const std::vector<int32_t>& pages, uint64_t tag) {
+  for (size_t l = 0; l < pages.size(); ++l) dev.Fill(pages[l], tag, static_cast<int32_t>(l));
+}
+inline ::testing::AssertionResult BlockHolds(const FakeDevice& dev, const std::vector<int32_t>& pages,
+                                      uint64_t tag) {
+  for (size_t l = 0; l < pages.size(); ++l) {
+    ::testing::AssertionResult r = dev.Holds(pages[l], tag, static_cast<int32_t>(l));
+    if (!r) return r;
+  }
+  return ::testing::AssertionSuccess();
+}
+
+}  // namespace strata::kvcache
