@@ -11,7 +11,7 @@
 // Not a test: it never fails on time, only on a changed output or a missing hit.
 //
 //   bench_tiers [--model synthetic:qwen2.5-0.5b] [--prefix-tokens 4096] [--threads 0]
-//               [--dir bench/results/tier-kv] [--disk-records 512]
+//               [--dir bench/results/tier-kv] [--disk-records 512] [--disk-repeats 5]
 #include <atomic>
 #include <cstdio>
 #include <filesystem>
@@ -27,6 +27,7 @@
 #include "engine/model.h"
 #include "kvcache/disk_tier.h"
 #include "kvcache/file_system.h"
+#include "kvcache/kv_layout.h"
 
 namespace strata::bench {
 namespace {
@@ -38,7 +39,8 @@ std::map<std::string, std::string> ParseArgs(int argc, char** argv) {
                                           {"prefix-tokens", "4096"},
                                           {"threads", "0"},
                                           {"dir", "bench/results/tier-kv"},
-                                          {"disk-records", "512"}};
+                                          {"disk-records", "512"},
+                                          {"disk-repeats", "5"}};
   for (int i = 1; i + 1 < argc; i += 2) a[std::string(argv[i]).substr(2)] = argv[i + 1];
   return a;
 }
@@ -88,7 +90,8 @@ std::vector<int32_t> Concat(const std::vector<int32_t>& a, const std::vector<int
 
 struct Setup {
   const engine::Model* model;
-  int64_t prefix;
+  int32_t block;   // tokens per KV block (the engine's default)
+  int64_t prefix;  // a whole number of blocks
   int threads;
   std::string dir;
 };
@@ -106,9 +109,14 @@ engine::EngineConfig BaseConfig(const Setup& s) {
   return c;
 }
 
+// One block of every layer: what a host slot and a disk record hold.
 int64_t BlockBytes(const Setup& s) {
   const auto& m = s.model->config;
-  return int64_t{2} * 16 * m.num_kv_heads * m.head_dim * 4 * m.num_layers;
+  const kvcache::KvLayout layout{.num_layers = static_cast<int32_t>(m.num_layers),
+                                 .num_kv_heads = static_cast<int32_t>(m.num_kv_heads),
+                                 .head_dim = static_cast<int32_t>(m.head_dim),
+                                 .block_size = s.block};
+  return static_cast<int64_t>(layout.PageBytes()) * layout.num_layers;
 }
 
 struct Ttfts {
@@ -122,11 +130,13 @@ absl::StatusOr<Ttfts> MeasureTtfts(const Setup& s) {
   const int64_t vocab = s.model->config.vocab_size;
   const std::vector<int32_t> doc = RandomTokens(s.prefix, vocab, 1);
   const std::vector<int32_t> other = RandomTokens(s.prefix, vocab, 2);
-  const std::vector<int32_t> q1 = RandomTokens(16, vocab, 3), q2 = RandomTokens(16, vocab, 4);
+  // One block of question after the document.
+  const std::vector<int32_t> q1 = RandomTokens(s.block, vocab, 3);
+  const std::vector<int32_t> q2 = RandomTokens(s.block, vocab, 4);
   Ttfts t;
   std::vector<int32_t> expected;
   {  // B0: a miss (recompute), then the same prompt again as a device hit. The hit's output is
-     // what every tier must reproduce exactly: the same KV bytes, the same 16-token compute.
+     // what every tier must reproduce exactly: the same KV bytes, the same one-block compute.
      // (The miss computes those tokens inside a 2048-token chunk, so with random weights its
      // near-tied argmax may differ in the last bits; it is shown, not required to match.)
     ASSIGN_OR_RETURN(auto e, engine::Engine::Create(*s.model, BaseConfig(s)));
@@ -138,7 +148,7 @@ absl::StatusOr<Ttfts> MeasureTtfts(const Setup& s) {
     expected = hit.tokens;
   }
   const int64_t block = BlockBytes(s);
-  const int64_t doc_blocks = s.prefix / 16;
+  const int64_t doc_blocks = s.prefix / s.block;
   {  // B2: host tier.
     engine::EngineConfig c = BaseConfig(s);
     c.tiers.host_capacity_bytes = 3 * doc_blocks * block;
@@ -209,6 +219,26 @@ absl::StatusOr<DiskRates> MeasureDiskTier(const Setup& s, int64_t records) {
   return r;
 }
 
+// Best of `repeats` interleaved rounds of the raw probe and the tier: one pass of a few hundred
+// MiB takes ~0.1 s here, so a single round is at the mercy of the shared disk.
+absl::StatusOr<DiskRates> MeasureDiskBest(const Setup& s, int64_t records, int repeats,
+                                          MachineLimits* limits) {
+  DiskRates best;
+  for (int i = 0; i < repeats; ++i) {
+    MachineLimits raw;
+    RETURN_IF_ERROR(MeasureDisk(s.dir, size_t{256} << 20, &raw));
+    limits->disk_write_bytes_per_s = std::max(limits->disk_write_bytes_per_s,
+                                              raw.disk_write_bytes_per_s);
+    limits->disk_read_bytes_per_s = std::max(limits->disk_read_bytes_per_s,
+                                             raw.disk_read_bytes_per_s);
+    ASSIGN_OR_RETURN(DiskRates r, MeasureDiskTier(s, records));
+    best.write_bytes_per_s = std::max(best.write_bytes_per_s, r.write_bytes_per_s);
+    best.read_bytes_per_s = std::max(best.read_bytes_per_s, r.read_bytes_per_s);
+    best.io_uring = r.io_uring;
+  }
+  return best;
+}
+
 int Main(int argc, char** argv) {
   auto a = ParseArgs(argc, argv);
   const std::string dir = a["dir"];
@@ -218,13 +248,12 @@ int Main(int argc, char** argv) {
     std::fprintf(stderr, "bench_tiers: %s\n", model.status().ToString().c_str());
     return 1;
   }
-  Setup s{model->get(), std::stoll(a["prefix-tokens"]) / 16 * 16, std::stoi(a["threads"]), dir};
+  const int32_t block = engine::EngineConfig().block_size;
+  Setup s{model->get(), block, std::stoll(a["prefix-tokens"]) / block * block,
+          std::stoi(a["threads"]), dir};
   MachineLimits limits;
-  if (absl::Status st = MeasureDisk(dir, size_t{256} << 20, &limits); !st.ok()) {
-    std::fprintf(stderr, "bench_tiers: %s\n", st.ToString().c_str());
-    return 1;
-  }
-  auto rates = MeasureDiskTier(s, std::stoll(a["disk-records"]));
+  auto rates = MeasureDiskBest(s, std::stoll(a["disk-records"]), std::stoi(a["disk-repeats"]),
+                               &limits);
   auto ttfts = MeasureTtfts(s);
   if (!rates.ok() || !ttfts.ok()) {
     std::fprintf(stderr, "bench_tiers: %s\n",
@@ -249,10 +278,11 @@ int Main(int argc, char** argv) {
   std::printf("\nThe disk hit fetched %.1f MiB (%.0f MiB/s within its TTFT).\n",
               t.disk_fetch_bytes / (1 << 20), t.disk_fetch_bytes / (1 << 20) / t.disk);
   const DiskRates& r = *rates;
-  std::printf("\n| disk tier I/O (%s, %lld records of %lld KiB) | MiB/s | raw O_DIRECT MiB/s | "
+  std::printf("\n| disk tier I/O (%s, %lld records of %lld KiB, best of %d) | MiB/s | "
+              "raw O_DIRECT MiB/s | "
               "fraction |\n|---|---:|---:|---:|\n",
               r.io_uring ? "io_uring" : "thread pool", std::stoll(a["disk-records"]),
-              static_cast<long long>(BlockBytes(s) >> 10));
+              static_cast<long long>(BlockBytes(s) >> 10), std::stoi(a["disk-repeats"]));
   std::printf("| write | %.0f | %.0f | %.0f%% |\n", r.write_bytes_per_s / (1 << 20),
               limits.disk_write_bytes_per_s / (1 << 20),
               100 * r.write_bytes_per_s / limits.disk_write_bytes_per_s);

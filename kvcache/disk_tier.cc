@@ -29,7 +29,11 @@ std::string_view DiskErrorKindName(DiskErrorKind kind) {
 DiskTier::DiskTier(FileSystem* fs, DiskTierOptions options)
     : fs_(fs),
       options_(std::move(options)),
-      slot_bytes_(SlotBytes(options_.record_payload_bytes)) {}
+      slot_bytes_(SlotBytes(options_.record_payload_bytes)),
+      // Spare slot images up to 64 MiB (at least 4): enough for a full queue of small records.
+      buffers_(AlignedBufferPool::Create(
+          static_cast<size_t>(slot_bytes_),
+          std::max<size_t>(4, (size_t{64} << 20) / static_cast<size_t>(slot_bytes_)))) {}
 
 DiskTier::~DiskTier() { Drain(); }
 
@@ -59,9 +63,12 @@ bool DiskTier::Write(const BlockHash& key, std::span<const std::byte> payload, W
   header.payload_bytes = payload.size();
   header.layers = options_.layers;
   header.payload_checksum = PayloadChecksum(payload);
-  auto buffer = std::make_shared<AlignedBuffer>(slot_bytes_);
+  // A reused image: header and payload overwrite it, the padding is zeroed (FORMAT.md).
+  std::shared_ptr<AlignedBuffer> buffer = buffers_->Get();
   EncodeRecordHeader(header, buffer->span());
   std::memcpy(buffer->data() + kRecordHeaderBytes, payload.data(), payload.size());
+  const size_t used = kRecordHeaderBytes + payload.size();
+  std::memset(buffer->data() + used, 0, buffer->size() - used);
 
   const Location at = SlotLocation(slot);
   std::vector<IoRequest> batch(1);
@@ -113,7 +120,7 @@ bool DiskTier::Read(const BlockHash& key, ReadDone done) {
     lru_.splice(lru_.begin(), lru_, s.lru_position);
     ++in_flight_;
   }
-  auto buffer = std::make_shared<AlignedBuffer>(slot_bytes_);
+  std::shared_ptr<AlignedBuffer> buffer = buffers_->Get();  // the read overwrites all of it
   const Location at = SlotLocation(slot);
   std::vector<IoRequest> batch(1);
   batch[0] = {IoRequest::Kind::kRead, at.file, at.offset, buffer->data(), buffer->size(),

@@ -139,6 +139,7 @@ class DiskTier {
   FileSystem* const fs_;
   const DiskTierOptions options_;
   const int64_t slot_bytes_;
+  std::shared_ptr<AlignedBufferPool> buffers_;  // one slot image per read or write in flight
   int64_t slots_per_segment_ = 0;
   std::vector<std::unique_ptr<Segment>> segments_;  // fixed after Open
 

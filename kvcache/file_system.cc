@@ -55,6 +55,31 @@ AlignedBuffer& AlignedBuffer::operator=(AlignedBuffer&& other) noexcept {
   return *this;
 }
 
+std::shared_ptr<AlignedBufferPool> AlignedBufferPool::Create(size_t buffer_bytes,
+                                                            size_t max_spare) {
+  return std::shared_ptr<AlignedBufferPool>(new AlignedBufferPool(buffer_bytes, max_spare));
+}
+
+std::shared_ptr<AlignedBuffer> AlignedBufferPool::Get() {
+  std::unique_ptr<AlignedBuffer> buffer;
+  {
+    std::lock_guard lock(mu_);
+    if (!spare_.empty()) {
+      buffer = std::move(spare_.back());
+      spare_.pop_back();
+    }
+  }
+  if (!buffer) buffer = std::make_unique<AlignedBuffer>(buffer_bytes_);
+  return std::shared_ptr<AlignedBuffer>(buffer.release(), [self = shared_from_this()](
+                                                              AlignedBuffer* b) { self->Put(b); });
+}
+
+void AlignedBufferPool::Put(AlignedBuffer* buffer) {
+  std::unique_ptr<AlignedBuffer> owned(buffer);
+  std::lock_guard lock(mu_);
+  if (spare_.size() < max_spare_) spare_.push_back(std::move(owned));
+}
+
 absl::StatusOr<size_t> SyncIo(FileSystem* fs, IoRequest request) {
   std::promise<absl::StatusOr<size_t>> result;
   std::future<absl::StatusOr<size_t>> future = result.get_future();

@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <span>
 #include <string>
 #include <vector>
@@ -52,6 +53,27 @@ class AlignedBuffer {
  private:
   std::byte* data_ = nullptr;
   size_t size_ = 0;
+};
+
+// Hands out AlignedBuffers of one size and takes them back when their last shared_ptr dies (on
+// any thread), keeping up to `max_spare` for reuse: a fresh buffer per I/O would cost an
+// allocation, page faults and a zero fill of the whole buffer on the submitting thread. A reused
+// buffer holds whatever its last user left. Thread-safe; the pool lives until its last buffer
+// is back.
+class AlignedBufferPool : public std::enable_shared_from_this<AlignedBufferPool> {
+ public:
+  static std::shared_ptr<AlignedBufferPool> Create(size_t buffer_bytes, size_t max_spare);
+  std::shared_ptr<AlignedBuffer> Get();
+
+ private:
+  AlignedBufferPool(size_t buffer_bytes, size_t max_spare)
+      : buffer_bytes_(buffer_bytes), max_spare_(max_spare) {}
+  void Put(AlignedBuffer* buffer);
+
+  const size_t buffer_bytes_;
+  const size_t max_spare_;
+  std::mutex mu_;
+  std::vector<std::unique_ptr<AlignedBuffer>> spare_;  // guarded by mu_
 };
 
 // An open file for positioned reads and writes. Closed by the destructor. The FileSystem that
