@@ -258,9 +258,10 @@ void Engine::Loop() {
   while (DrainInbox(/*block=*/idle)) {
     absl::StatusOr<bool> ran = Step();
     if (!ran.ok()) FailAll(ran.status());
+    const bool ran_nothing = ran.ok() && !*ran;
+    if (ran_nothing) PublishStats(0, 0);  // admissions, parked requests, landed fetches
     // Nothing to run while disk reads are in flight: sleep until one lands (or new work).
-    if (ran.ok() && !*ran) PublishStats(0, 0);  // admissions, parked requests, landed fetches
-    const bool waiting_for_disk = ran.ok() && !*ran && tiers_ && tiers_->fetches_in_flight() > 0;
+    const bool waiting_for_disk = ran_nothing && tiers_ && tiers_->fetches_in_flight() > 0;
     idle = scheduler_->num_running() + scheduler_->num_waiting() == 0 || waiting_for_disk;
   }
   FailAll(absl::CancelledError("engine stopped"));

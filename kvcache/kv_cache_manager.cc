@@ -252,10 +252,7 @@ bool KvCacheManager::SwapIn(RequestId id) {
   }
   // Re-publish the blocks copied back whose keys were evicted meanwhile.
   for (int64_t b = 0; b < live.num_published_blocks; ++b) {
-    if (skip[b]) continue;
-    for (int32_t l = 0; l < layout_.num_layers; ++l) {
-      pool_.Publish(live.pages[l][b], live.block_hashes[b], l, live.access.lower_tiers);
-    }
+    if (!skip[b]) PublishBlock(live, b);
   }
   return true;
 }

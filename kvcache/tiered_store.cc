@@ -91,9 +91,7 @@ bool TieredStore::Fetch(std::span<const BlockHash> hashes) {
     const int32_t s = *slot;
     const bool queued = disk_->Read(hash, [this, hash, s, dst](absl::Status status,
                                                                std::span<const std::byte> bytes) {
-      if (status.ok() && bytes.size() != dst.size()) {
-        status = absl::DataLossError("disk tier: record has the wrong size");
-      }
+      // The disk tier verified the record: its payload is record_payload_bytes == a slot.
       if (status.ok()) std::memcpy(dst.data(), bytes.data(), dst.size());
       {
         std::lock_guard<std::mutex> lock(mu_);
@@ -131,8 +129,8 @@ bool TieredStore::Poll() {
 
 bool TieredStore::LoadToDevice(const BlockHash& hash, std::span<const int32_t> pages,
                                bool* from_disk) {
-  // No LRU refresh here: HostRun refreshed the run in prefix order, so the host slots that
-  // device evictions during this load push out are the blocks already loaded, oldest first.
+  // HostRun already refreshed the run in LRU order, and ProtectRun keeps it in place while the
+  // load's own device allocations demote other blocks into the host tier.
   std::optional<int32_t> slot = host_.Find(hash, /*touch=*/false);
   if (!slot) return false;
   absl::Status s = CopyToDevice(host_.data(*slot), pages);
@@ -195,22 +193,21 @@ void TieredStore::DemoteToDisk(const BlockHash& hash, std::span<const std::byte>
 
 bool TieredStore::SwapOut(RequestId id, const std::vector<std::vector<int32_t>>& pages) {
   CHECK(!swaps_.contains(id) && static_cast<int32_t>(pages.size()) == layout_.num_layers);
-  const size_t num_blocks = pages[0].size();
   std::vector<int32_t> slots;
-  std::vector<int32_t> block_pages(layout_.num_layers);
-  for (size_t b = 0; b < num_blocks; ++b) {
+  auto abandon = [&] {
+    for (int32_t s : slots) host_.Unpin(s);
+    return false;
+  };
+  for (size_t b = 0; b < pages[0].size(); ++b) {
     std::optional<int32_t> slot = AcquireHostSlot();
-    if (slot) slots.push_back(*slot);
-    for (int32_t l = 0; slot && l < layout_.num_layers; ++l) block_pages[l] = pages[l][b];
-    absl::Status copied = slot ? CopyFromDevice(block_pages, host_.data(*slot))
-                               : absl::ResourceExhaustedError("host tier full");
-    if (!copied.ok()) {
-      if (slot) CountError("host/io", copied);
-      for (int32_t s : slots) host_.Unpin(s);
-      return false;
+    if (!slot) return abandon();
+    slots.push_back(*slot);
+    if (absl::Status s = CopyFromDevice(BlockPages(pages, b), host_.data(*slot)); !s.ok()) {
+      CountError("host/io", s);
+      return abandon();
     }
   }
-  stats_.device_to_host_bytes += static_cast<int64_t>(num_blocks * host_.block_bytes());
+  stats_.device_to_host_bytes += static_cast<int64_t>(slots.size() * host_.block_bytes());
   ++stats_.swap_outs;
   swaps_.emplace(id, std::move(slots));
   return true;
@@ -222,22 +219,18 @@ bool TieredStore::SwapIn(RequestId id, const std::vector<std::vector<int32_t>>& 
   CHECK(it != swaps_.end() && static_cast<int32_t>(pages.size()) == layout_.num_layers);
   const std::vector<int32_t>& slots = it->second;
   CHECK(pages[0].size() == slots.size() && skip.size() == slots.size());
-  std::vector<int32_t> block_pages(layout_.num_layers);
-  bool ok = true;
-  for (size_t b = 0; b < slots.size() && ok; ++b) {
+  for (size_t b = 0; b < slots.size(); ++b) {
     if (skip[b]) continue;
-    for (int32_t l = 0; l < layout_.num_layers; ++l) block_pages[l] = pages[l][b];
-    absl::Status s = CopyToDevice(host_.data(slots[b]), block_pages);
-    if (!s.ok()) {
+    if (absl::Status s = CopyToDevice(host_.data(slots[b]), BlockPages(pages, b)); !s.ok()) {
       CountError("host/io", s);
-      ok = false;
-      break;
+      DropSwap(id);
+      return false;
     }
     stats_.host_to_device_bytes += static_cast<int64_t>(host_.block_bytes());
   }
   DropSwap(id);
-  if (ok) ++stats_.swap_ins;
-  return ok;
+  ++stats_.swap_ins;
+  return true;
 }
 
 void TieredStore::DropSwap(RequestId id) {
@@ -249,6 +242,13 @@ void TieredStore::DropSwap(RequestId id) {
 
 double TieredStore::SwapSeconds(int64_t bytes) const {
   return 2.0 * static_cast<double>(bytes) / copy_bytes_per_s_;
+}
+
+std::vector<int32_t> TieredStore::BlockPages(const std::vector<std::vector<int32_t>>& pages,
+                                            size_t block) {
+  std::vector<int32_t> column(pages.size());
+  for (size_t l = 0; l < pages.size(); ++l) column[l] = pages[l][block];
+  return column;
 }
 
 absl::Status TieredStore::CopyFromDevice(std::span<const int32_t> pages,

@@ -130,6 +130,9 @@ class TieredStore {
   // A host slot for new contents; a cached block it pushes out goes to disk when it qualifies.
   std::optional<int32_t> AcquireHostSlot();
   void DemoteToDisk(const BlockHash& hash, std::span<const std::byte> block);
+  // Block `block`'s page in every layer of block tables pages[layer][block].
+  static std::vector<int32_t> BlockPages(const std::vector<std::vector<int32_t>>& pages,
+                                         size_t block);
   absl::Status CopyFromDevice(std::span<const int32_t> pages, std::span<std::byte> out);
   absl::Status CopyToDevice(std::span<const std::byte> in, std::span<const int32_t> pages);
   void CountError(const std::string& tier_kind, const absl::Status& status);
