@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "common/file.h"
+#include "tests/engine/engine_test_util.h"
 
 namespace strata::engine {
 namespace {
@@ -33,14 +34,6 @@ Output Drain(OutputChannel& channel) {
       return out;
     }
   }
-}
-
-RequestOptions Greedy(std::vector<int32_t> prompt, int64_t max_tokens) {
-  RequestOptions o;
-  o.prompt_ids = std::move(prompt);
-  o.max_tokens = max_tokens;
-  o.sampling.temperature = 0;
-  return o;
 }
 
 // Runs every request alone (one at a time), then all at once; returns both.

@@ -23,6 +23,8 @@
 #include "engine/engine.h"
 #include "kvcache/fault_file_system.h"
 #include "kvcache/file_system.h"
+#include "tests/common/temp_dir.h"
+#include "tests/engine/engine_test_util.h"
 
 namespace strata::engine {
 namespace {
@@ -46,26 +48,6 @@ const Model* SharedModel() {
   }();
   return model.get();
 }
-
-// A fresh directory, removed afterwards.
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl =
-        (std::filesystem::temp_directory_path() / "tiered_engine_test.XXXXXX").string();
-    char* p = mkdtemp(tmpl.data());
-    EXPECT_NE(p, nullptr);
-    path_ = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
 
 struct Output {
   std::vector<int32_t> tokens;
@@ -100,14 +82,6 @@ Output Drain(OutputChannel& channel, double timeout_s = 20) {
       return out;
     }
   }
-}
-
-RequestOptions Greedy(std::vector<int32_t> prompt, int64_t max_tokens) {
-  RequestOptions o;
-  o.prompt_ids = std::move(prompt);
-  o.max_tokens = max_tokens;
-  o.sampling.temperature = 0;
-  return o;
 }
 
 std::vector<int32_t> RandomTokens(std::mt19937& rng, int n) {

@@ -16,6 +16,7 @@
 
 #include "kvcache/disk_format.h"
 #include "kvcache/fault_file_system.h"
+#include "tests/common/temp_dir.h"
 
 namespace strata::kvcache {
 namespace {
@@ -23,20 +24,6 @@ namespace {
 // 5000 payload bytes + the 80-byte header -> 8 KiB slots.
 constexpr size_t kPayloadBytes = 5000;
 constexpr int64_t kSlotBytes = 8192;
-
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern = "/tmp/strata_disk_tier_test_XXXXXX";
-    CHECK(mkdtemp(pattern.data()) != nullptr);
-    path_ = pattern;
-  }
-  ~TempDir() { std::filesystem::remove_all(path_); }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
 
 BlockHash Key(uint64_t i) { return {i * 0x9E3779B97F4A7C15ull + 1, i}; }
 

@@ -10,24 +10,10 @@
 #include <vector>
 
 #include "kvcache/fault_file_system.h"
+#include "tests/common/temp_dir.h"
 
 namespace strata::kvcache {
 namespace {
-
-// A fresh directory under `parent`, removed with everything in it at the end of the test.
-class TempDir {
- public:
-  explicit TempDir(const std::string& parent = "/tmp") {
-    std::string pattern = parent + "/strata_fs_test_XXXXXX";
-    CHECK(mkdtemp(pattern.data()) != nullptr);
-    path_ = pattern;
-  }
-  ~TempDir() { std::filesystem::remove_all(path_); }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
 
 void Fill(AlignedBuffer& buffer, uint8_t seed) {
   for (size_t i = 0; i < buffer.size(); ++i) buffer.data()[i] = std::byte(uint8_t(seed + i * 7));

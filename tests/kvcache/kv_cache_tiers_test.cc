@@ -22,20 +22,7 @@
 namespace strata::kvcache {
 namespace {
 
-// 2 layers x (2 x 4 tokens x 2 heads x 4 dims x f32) = 2 x 256 bytes: a block is 512 bytes.
-KvLayout Layout() {
-  return KvLayout{.num_layers = 2, .num_kv_heads = 2, .head_dim = 4, .block_size = 4};
-}
-const size_t kPageBytes = Layout().PageBytes();
-const int64_t kBlockBytes = static_cast<int64_t>(kPageBytes) * 2;
 
-int64_t DiskErrors(const TierStats& s) {
-  int64_t n = 0;
-  for (const auto& [k, v] : s.errors) {
-    if (k.rfind("disk/", 0) == 0) n += v;
-  }
-  return n;
-}
 
 BlockHash Seed() {
   PrefixSeed seed;
@@ -80,24 +67,8 @@ class KvCacheTiersTest : public ::testing::Test {
     }
   }
 
-  TierOptions HostOnly(int64_t host_blocks, bool write_through = false) {
-    TierOptions o;
-    o.host_capacity_bytes = host_blocks * kBlockBytes;
-    o.write_through = write_through;
-    return o;
-  }
   TierOptions WithDisk(int64_t host_blocks, int64_t disk_records, FileSystem* fs = nullptr) {
-    TierOptions o = HostOnly(host_blocks);
-    o.fs = fs;
-    o.disk.dir = dir_.path() + "/disk";
-    const int64_t slot = SlotBytes(static_cast<size_t>(kBlockBytes));
-    o.disk.segment_bytes = kSegmentHeaderBytes + disk_records * slot;
-    o.disk.capacity_bytes = o.disk.segment_bytes;
-    o.disk.persist = false;
-    o.disk.namespace_hash = {0x1234, 0x5678};
-    o.disk.namespace_text = "model=kv_cache_tiers_test";
-    o.disk.layers = 2;
-    return o;
+    return kvcache::WithDisk(dir_.path() + "/disk", host_blocks, disk_records, fs);
   }
   void Make(const TierOptions& o, int32_t pages = kPages) {
     auto s = TieredStore::Create(Layout(), o, &dev_, [this] { wakes_.fetch_add(1); });

@@ -13,10 +13,51 @@
 #include <vector>
 
 #include "common/status.h"
+#include "kvcache/disk_format.h"
 #include "kvcache/page_io.h"
 #include "kvcache/tiered_store.h"
+#include "tests/common/temp_dir.h"
 
 namespace strata::kvcache {
+
+// 2 layers x (2 x 4 tokens x 2 heads x 4 dims x f32) = 2 x 256 bytes: a block is 512 bytes.
+inline KvLayout Layout() {
+  return KvLayout{.num_layers = 2, .num_kv_heads = 2, .head_dim = 4, .block_size = 4};
+}
+inline const size_t kPageBytes = Layout().PageBytes();
+inline const int64_t kBlockBytes = static_cast<int64_t>(kPageBytes) * 2;
+
+// A host tier of `host_blocks` blocks.
+inline TierOptions HostOnly(int64_t host_blocks, bool write_through = false) {
+  TierOptions o;
+  o.host_capacity_bytes = host_blocks * kBlockBytes;
+  o.write_through = write_through;
+  return o;
+}
+
+// Plus a disk tier of `disk_records` records in one segment under `dir` (not persisted).
+inline TierOptions WithDisk(const std::string& dir, int64_t host_blocks, int64_t disk_records,
+                            FileSystem* fs = nullptr) {
+  TierOptions o = HostOnly(host_blocks);
+  o.fs = fs;
+  o.disk.dir = dir;
+  o.disk.segment_bytes = kSegmentHeaderBytes + disk_records * SlotBytes(kBlockBytes);
+  o.disk.capacity_bytes = o.disk.segment_bytes;
+  o.disk.persist = false;
+  o.disk.namespace_hash = {0x1234, 0x5678};
+  o.disk.namespace_text = "model=tier_test";
+  o.disk.layers = 2;
+  return o;
+}
+
+// Disk errors of every kind.
+inline int64_t DiskErrors(const TierStats& s) {
+  int64_t n = 0;
+  for (const auto& [k, v] : s.errors) {
+    if (k.rfind("disk/", 0) == 0) n += v;
+  }
+  return n;
+}
 
 inline uint8_t PatternByte(uint64_t tag, int32_t layer, size_t i) {
   uint64_t x = tag * 0x9E3779B97F4A7C15ull + static_cast<uint64_t>(layer + 1) * 0xC2B2AE3D27D4EB4Full +
@@ -105,20 +146,6 @@ class FakeDevice : public PageIo {
   int fail_next_write_ = 0;
   int reads_ = 0;
   int writes_ = 0;
-};
-
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern = "/tmp/strata_tier_test_XXXXXX";
-    CHECK(mkdtemp(pattern.data()) != nullptr);
-    path_ = pattern;
-  }
-  ~TempDir() { std::filesystem::remove_all(path_); }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
 };
 
 // Waits (bounded) until `done()`; false on time-out.
