@@ -123,12 +123,7 @@ class KvCacheTiersTest : public ::testing::Test {
   bool WaitOnDisk(const std::vector<BlockHash>& hashes) {
     return WaitFor([&] { return store_->DiskRun(hashes) == static_cast<int64_t>(hashes.size()); });
   }
-  bool PollUntilIdle() {
-    return WaitFor([&] {
-      store_->Poll();
-      return store_->fetches_in_flight() == 0;
-    });
-  }
+  bool PollUntilIdle() { return kvcache::PollUntilIdle(*store_); }
 
   TempDir dir_;
   PosixFileSystem posix_;

@@ -171,4 +171,12 @@ inline ::testing::AssertionResult BlockHolds(const FakeDevice& dev, const std::v
   return ::testing::AssertionSuccess();
 }
 
+// Polls `store` (bounded) until no disk fetch is in flight; false on time-out.
+inline bool PollUntilIdle(TieredStore& store) {
+  return WaitFor([&] {
+    store.Poll();
+    return store.fetches_in_flight() == 0;
+  });
+}
+
 }  // namespace strata::kvcache

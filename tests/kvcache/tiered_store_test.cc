@@ -54,13 +54,7 @@ class TieredStoreTest : public ::testing::Test {
   }
   int64_t HostRun(std::vector<BlockHash> hashes) { return store_->HostRun(hashes); }
   int64_t DiskRun(std::vector<BlockHash> hashes) { return store_->DiskRun(hashes); }
-  // Polls until no fetch is in flight.
-  bool PollUntilIdle() {
-    return WaitFor([&] {
-      store_->Poll();
-      return store_->fetches_in_flight() == 0;
-    });
-  }
+  bool PollUntilIdle() { return kvcache::PollUntilIdle(*store_); }
 
   TempDir dir_;
   PosixFileSystem posix_;
