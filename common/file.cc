@@ -14,12 +14,25 @@ namespace strata {
 namespace {
 
 absl::Status ErrnoError(const std::string& path, std::string_view op) {
-  int err = errno;
-  std::string msg = StrCat(path, ": ", op, ": ", std::strerror(err));
-  return err == ENOENT ? absl::NotFoundError(msg) : absl::InternalError(msg);
+  return ErrnoStatus(errno, StrCat(path, ": ", op));
 }
 
 }  // namespace
+
+absl::Status ErrnoStatus(int err, std::string_view what) {
+  std::string msg = StrCat(what, ": ", std::strerror(err));
+  switch (err) {
+    case ENOSPC:
+    case EDQUOT:
+      return absl::ResourceExhaustedError(StrCat("disk full: ", msg));
+    case ENOENT:
+      return absl::NotFoundError(msg);
+    case EINVAL:
+      return absl::InvalidArgumentError(msg);
+    default:
+      return absl::InternalError(msg);
+  }
+}
 
 absl::StatusOr<std::string> ReadFile(const std::string& path) {
   std::ifstream in(path, std::ios::binary);

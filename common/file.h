@@ -12,6 +12,11 @@
 
 namespace strata {
 
+// Maps an errno value to a Status: ENOSPC/EDQUOT -> ResourceExhausted ("disk full"),
+// ENOENT -> NotFound, EINVAL -> InvalidArgument, anything else -> Internal. `what` names the
+// operation and the path; the message is "what: strerror(err)".
+absl::Status ErrnoStatus(int err, std::string_view what);
+
 absl::StatusOr<std::string> ReadFile(const std::string& path);
 absl::Status WriteFile(const std::string& path, std::string_view contents);
 bool FileExists(const std::string& path);

@@ -18,20 +18,6 @@
 
 namespace strata::kvcache {
 
-absl::Status ErrnoStatus(int err, std::string_view what) {
-  std::string msg = StrCat(what, ": ", std::strerror(err));
-  switch (err) {
-    case ENOSPC:
-    case EDQUOT:
-      return absl::ResourceExhaustedError(StrCat("disk full: ", msg));
-    case ENOENT:
-      return absl::NotFoundError(msg);
-    case EINVAL:
-      return absl::InvalidArgumentError(msg);
-    default:
-      return absl::InternalError(msg);
-  }
-}
 
 AlignedBuffer::AlignedBuffer(size_t size_bytes)
     : size_(static_cast<size_t>(RoundUp(static_cast<int64_t>(size_bytes), kDirectIoAlignment))) {

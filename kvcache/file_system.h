@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "common/file.h"  // ErrnoStatus
 #include "common/status.h"
 
 namespace strata::kvcache {
@@ -28,10 +29,6 @@ constexpr int64_t RoundUp(int64_t n, int64_t multiple) {
   return (n + multiple - 1) / multiple * multiple;
 }
 
-// Maps an errno value to a Status: ENOSPC/EDQUOT -> ResourceExhausted ("disk full"),
-// ENOENT -> NotFound, EINVAL -> InvalidArgument, anything else -> Internal. `what` names the
-// operation and the path.
-absl::Status ErrnoStatus(int err, std::string_view what);
 
 // Owns a zero-filled heap block aligned to kDirectIoAlignment whose size is rounded up to a
 // multiple of it. Movable, not copyable.
