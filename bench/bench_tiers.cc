@@ -20,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/bench_prompts.h"
 #include "bench/harness/limits.h"
 #include "common/clock.h"
 #include "common/logging.h"
@@ -43,14 +44,6 @@ std::map<std::string, std::string> ParseArgs(int argc, char** argv) {
                                           {"disk-repeats", "5"}};
   for (int i = 1; i + 1 < argc; i += 2) a[std::string(argv[i]).substr(2)] = argv[i + 1];
   return a;
-}
-
-std::vector<int32_t> RandomTokens(int64_t n, int64_t vocab, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::uniform_int_distribution<int32_t> pick(16, static_cast<int32_t>(vocab) - 1);
-  std::vector<int32_t> t(n);
-  for (int32_t& x : t) x = pick(rng);
-  return t;
 }
 
 struct Result {
@@ -128,11 +121,13 @@ struct Ttfts {
 
 absl::StatusOr<Ttfts> MeasureTtfts(const Setup& s) {
   const int64_t vocab = s.model->config.vocab_size;
-  const std::vector<int32_t> doc = RandomTokens(s.prefix, vocab, 1);
-  const std::vector<int32_t> other = RandomTokens(s.prefix, vocab, 2);
-  // One block of question after the document.
-  const std::vector<int32_t> q1 = RandomTokens(s.block, vocab, 3);
-  const std::vector<int32_t> q2 = RandomTokens(s.block, vocab, 4);
+  std::mt19937_64 rng(1);
+  const auto docs = MakePrompts(rng, 2, s.prefix, vocab);  // the document and another one
+  const auto questions = MakePrompts(rng, 2, s.block, vocab);  // one block each
+  const std::vector<int32_t>& doc = docs[0];
+  const std::vector<int32_t>& other = docs[1];
+  const std::vector<int32_t>& q1 = questions[0];
+  const std::vector<int32_t>& q2 = questions[1];
   Ttfts t;
   std::vector<int32_t> expected;
   {  // B0: a miss (recompute), then the same prompt again as a device hit. The hit's output is
