@@ -112,11 +112,11 @@ prometheus::Counter& Metrics::CounterWith(prometheus::Family<prometheus::Counter
   return family.Add(labels);  // returns the existing series for known labels
 }
 
-// Counters that mirror a cumulative engine total grow by what the total gained since last seen.
-void Metrics::AdvanceTo(prometheus::Counter& counter, double* seen, double total) {
-  if (total <= *seen) return;
-  counter.Increment(total - *seen);
-  *seen = total;
+// Counters that mirror a cumulative engine total grow by what the total gained since the
+// counter last caught up with it.
+void Metrics::AdvanceTo(prometheus::Counter& counter, double total) {
+  const double gained = total - counter.Value();
+  if (gained > 0) counter.Increment(gained);
 }
 
 void Metrics::ObserveTimeToFirstToken(double s) { ttft_->Observe(s); }
@@ -157,9 +157,9 @@ std::string Metrics::Render(const engine::EngineStats& stats) {
   step_time_->Set(stats.last_step_s);
   step_time_predicted_->Set(stats.last_predicted_step_s);
   step_error_ratio_->Set(stats.step_error_ratio);
-  AdvanceTo(*step_seconds_, &step_seconds_seen_, stats.sum_step_s);
-  AdvanceTo(*step_predicted_seconds_, &step_predicted_seconds_seen_, stats.sum_predicted_step_s);
-  AdvanceTo(*preemptions_, &preemptions_seen_, static_cast<double>(stats.num_preemptions));
+  AdvanceTo(*step_seconds_, stats.sum_step_s);
+  AdvanceTo(*step_predicted_seconds_, stats.sum_predicted_step_s);
+  AdvanceTo(*preemptions_, static_cast<double>(stats.num_preemptions));
   if (stats.has_tiers) RenderTiers(stats.tiers);
   return prometheus::TextSerializer().Serialize(registry_->Collect());
 }
@@ -168,9 +168,7 @@ std::string Metrics::Render(const engine::EngineStats& stats) {
 void Metrics::RenderTiers(const kvcache::TierStats& t) {
   auto advance = [&](prometheus::Family<prometheus::Counter>& family,
                      const prometheus::Labels& labels, int64_t total) {
-    std::string key = family.GetName();
-    for (const auto& [k, v] : labels) key += "," + k + "=" + v;
-    AdvanceTo(CounterWith(family, labels), &tier_seen_[key], static_cast<double>(total));
+    AdvanceTo(CounterWith(family, labels), static_cast<double>(total));
   };
   advance(*transfers_, {{"src", "device"}, {"dst", "host"}}, t.device_to_host_bytes);
   advance(*transfers_, {{"src", "host"}, {"dst", "device"}}, t.host_to_device_bytes);

@@ -7,7 +7,6 @@
 // Thread-safe: prometheus-cpp metrics are atomic; Render serialises under a mutex.
 #pragma once
 
-#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -60,7 +59,7 @@ class Metrics {
   std::string Render(const engine::EngineStats& stats);
 
  private:
-  static void AdvanceTo(prometheus::Counter& counter, double* seen, double total);
+  static void AdvanceTo(prometheus::Counter& counter, double total);
   void RenderTiers(const kvcache::TierStats& tiers);
   prometheus::Counter& CounterWith(prometheus::Family<prometheus::Counter>& family,
                                    const prometheus::Labels& extra);
@@ -91,11 +90,7 @@ class Metrics {
   prometheus::Gauge* step_error_ratio_;
   prometheus::Counter* step_seconds_;
   prometheus::Counter* step_predicted_seconds_;
-  double step_seconds_seen_ = 0;            // guarded by mu_
-  double step_predicted_seconds_seen_ = 0;  // guarded by mu_
   std::mutex mu_;                  // Render
-  double preemptions_seen_ = 0;    // guarded by mu_
-  std::map<std::string, double> tier_seen_;  // guarded by mu_: tier counters' last totals
 };
 
 }  // namespace strata::server
