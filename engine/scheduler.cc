@@ -157,11 +157,11 @@ std::optional<int64_t> Scheduler::AttachKv(Sequence& seq) {
     }
   }
   kvcache::KvAccess access = seq.kv_access;
-  access.may_fetch = access.may_fetch && seq.num_preemptions == 0 && !seq.fetched;
+  access.fetched_from_block = seq.fetched_from_block;
   const kvcache::PrefixHit hit = kv_->Attach(seq.id, seq.prefix_seed, seq.tokens, access);
   if (hit.loading) {
     seq.loading = true;
-    seq.fetched = true;  // one round of disk reads; then whatever came up is used
+    seq.fetched_from_block = hit.fetch_block;
     return std::nullopt;
   }
   if (seq.num_preemptions == 0) {

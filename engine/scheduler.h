@@ -6,8 +6,10 @@
 //   Schedule():  running sequences first, in admission order (a decode is 1 token, an unfinished
 //                prefill continues with the next chunk), then waiting ones in arrival order,
 //                while the token budget and max_num_seqs allow. Out of KV pages is a normal
-//                outcome: the newest running sequence is preempted (its KV released, to be
-//                recomputed when it is admitted again), or the waiting queue waits.
+//                outcome: the newest running sequence is preempted (its KV swapped to host
+//                when that is cheaper than recomputing it, else released and recomputed when it
+//                is admitted again), or the waiting queue waits. A waiting sequence whose prefix
+//                is coming up from disk is skipped until its blocks land; the others go on.
 //   policy slo:  (scheduler_slo.cc) decodes first; then prompt chunks of running and waiting
 //                sequences by priority, then deadline (arrival + TTFT target). A waiting request
 //                whose TTFT target the cost model says is unreachable is rejected (class
@@ -63,7 +65,7 @@ struct Sequence {
   int64_t num_host_cached_tokens = 0; // of num_cached_tokens: loaded from host RAM ...
   int64_t num_disk_cached_tokens = 0; // ... of which had come up from disk
   bool loading = false;               // waits for its prefix blocks to come up from disk
-  bool fetched = false;               // it already waited for disk reads once
+  int64_t fetched_from_block = -1;    // where its last round of disk reads began
   std::unique_ptr<Sampler> sampler;
   int64_t num_preemptions = 0;
   // n > 1: a sibling admitted once this parent's prompt is computed, sharing its full prompt

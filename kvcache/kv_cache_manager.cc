@@ -70,11 +70,19 @@ PrefixHit KvCacheManager::Attach(RequestId id, BlockHash seed, std::span<const i
     const int64_t on_disk =
         (access.lower_tiers & kTierDisk) ? tiers_->DiskRun(rest.subspan(in_host)) : 0;
     const std::span<const BlockHash> disk_part = rest.subspan(in_host, on_disk);
-    // Wait for the disk part: the request waits for its own blocks only (others go on).
-    if (on_disk > 0 &&
-        (access.may_fetch ? tiers_->Fetch(disk_part) : tiers_->Fetching(disk_part))) {
-      Release(id);
-      return PrefixHit{.loading = true};
+    const int64_t disk_start = b + in_host;
+    // Wait for the disk part: the request waits for its own blocks only (others go on). Its
+    // host run is kept while the reads take host slots.
+    if (on_disk > 0) {
+      const bool new_round = access.may_fetch && disk_start > access.fetched_from_block;
+      tiers_->ProtectRun(rest.first(in_host), true);
+      const bool waiting = new_round ? tiers_->Fetch(disk_part) : tiers_->Fetching(disk_part);
+      tiers_->ProtectRun(rest.first(in_host), false);
+      if (waiting) {
+        Release(id);
+        return PrefixHit{.loading = true,
+                         .fetch_block = new_round ? disk_start : access.fetched_from_block};
+      }
     }
     tiers_->ProtectRun(rest.first(in_host), true);
     b += LoadFromHost(req, rest.first(in_host), &hit);

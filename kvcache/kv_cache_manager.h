@@ -32,6 +32,10 @@ struct KvAccess {
   bool prefix_cache = true;               // look up and publish its full blocks
   uint8_t lower_tiers = kAllLowerTiers;   // where its published blocks may be demoted / found
   bool may_fetch = true;                  // start disk reads for a prefix found only on disk
+  // Where the request's last round of disk reads began (-1: none yet). A new round starts only
+  // further into the prompt, so rounds make progress even when writes were still landing on
+  // disk at the first lookup, and a host tier too small to hold the prefix cannot loop.
+  int64_t fetched_from_block = -1;
 };
 
 // Where an attached prefix came from (token counts; multiples of block_size).
@@ -42,6 +46,7 @@ struct PrefixHit {
   // Blocks beyond the hit are being read from disk: the request was NOT registered; attach it
   // again once TieredStore::Poll reports progress.
   bool loading = false;
+  int64_t fetch_block = -1;  // loading: the first block of the round of reads it waits for
 };
 
 class KvCacheManager {

@@ -312,6 +312,27 @@ TEST_F(KvCacheTiersTest, DiskOnlyPrefixWithoutFetchIsAMiss) {
   Release(3);
 }
 
+// A round of disk reads starts only further into the prompt than the request's last round: the
+// same disk part again (its blocks did not stay in host) is a miss, not another round.
+TEST_F(KvCacheTiersTest, FetchRoundsOnlyMoveForward) {
+  Make(WithDisk(8, 16));
+  Prefill(1, kA, KvAccess{.lower_tiers = kTierDisk});
+  Release(1);
+  Prefill(2, kC);
+  ASSERT_TRUE(WaitOnDisk(Hashes(kA)));
+  Release(2);
+  PrefixHit hit = kv_->Attach(3, Seed(), kB, KvAccess{.fetched_from_block = 0});
+  EXPECT_FALSE(hit.loading);
+  EXPECT_EQ(hit.cached_tokens, 0);
+  EXPECT_EQ(store_->fetches_in_flight(), 0);
+  Release(3);
+  hit = kv_->Attach(3, Seed(), kB, KvAccess{.fetched_from_block = -1});
+  EXPECT_TRUE(hit.loading);
+  EXPECT_EQ(hit.fetch_block, 0);
+  EXPECT_FALSE(kv_->Contains(3));
+  ASSERT_TRUE(PollUntilIdle());
+}
+
 TEST_F(KvCacheTiersTest, DiskFetchErrorEndsAsAMissNotWrongKv) {
   Make(WithDisk(8, 16, &fault_));
   Prefill(1, kA, KvAccess{.lower_tiers = kTierDisk});
