@@ -10,7 +10,7 @@ namespace strata::bench {
 
 const char kBenchUsage[] =
     "usage: strata bench --workload W1|W2|W3|W4|W5|trace\n"
-    "         (--server http://127.0.0.1:PORT | --config FILE [--compare FILE]) [--model M]\n"
+    "         (--server http://127.0.0.1:PORT | --config FILE [--compare FILE2[,FILE3..]]) [--model M]\n"
     "         [--rates R1,R2,..] [--arrivals poisson|gamma|none] [--cv C] [--concurrency N]\n"
     "         [--requests N] [--max-requests N] [--time-limit S] [--seed S] [--slo C=TTFT:TPOT,..]\n"
     "         [--out DIR] [--name STEM] [--no-limits] [--no-plots] [--disk-dir DIR] [--api-key K]\n"
@@ -202,7 +202,9 @@ absl::StatusOr<BenchOptions> ParseBenchOptions(const std::vector<std::string>& a
   if (auto c = f.Get("config")) o.configs.push_back(*c);
   if (auto c = f.Get("compare")) {
     if (o.configs.empty()) return absl::InvalidArgumentError("--compare needs --config");
-    o.configs.push_back(*c);
+    for (const std::string& file : Split(*c, ',')) {
+      if (!file.empty()) o.configs.push_back(file);
+    }
   }
   if (o.server.empty() == o.configs.empty()) {
     return absl::InvalidArgumentError("give either --server URL or --config FILE");

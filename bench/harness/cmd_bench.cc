@@ -178,8 +178,10 @@ class Bench {
 
   absl::Status Report(const std::vector<Target>& targets) {
     std::fputs(RenderTable(meta_, runs_).c_str(), stdout);
-    if (targets.size() == 2) {
-      std::fputs(RenderComparison(runs_, targets[0].label, targets[1].label).c_str(), stdout);
+    // Every compared config against the first one (the baseline).
+    for (size_t i = 1; i < targets.size(); ++i) {
+      std::fputs("\n", stdout);
+      std::fputs(RenderComparison(runs_, targets[0].label, targets[i].label).c_str(), stdout);
     }
     const std::string json = StrCat(o_.out_dir, "/", stem_, ".json");
     std::ofstream(json) << RenderJson(meta_, runs_);

@@ -116,6 +116,45 @@ TEST_F(BenchCliTest, ComparisonRunsBothConfigsAtEveryRateAndPrintsRatios) {
   EXPECT_TRUE(IsPng("cmp_goodput.png"));
 }
 
+// B0 / B2 / B3 in one command: a device tier too small for the documents, then a host tier, then
+// a host tier as small as the device with a disk below it. The tile order repeats every document
+// after all the others, so B0's repeat asks miss and the lower tiers must serve them.
+TEST_F(BenchCliTest, TierBaselinesRunInOneCommandAndTheLowerTiersServeTheRepeats) {
+  const std::string tiers =
+      "model:\n  path: synthetic:tiny\n  max_model_len: 192\nengine:\n  threads: 1\n"
+      "kvcache:\n  tiers:\n    device: {capacity: 768KiB}\n";
+  const std::string b0 = Config("b0", tiers);
+  const std::string b2 = Config("b2", tiers + "    host: {capacity: 16MiB}\n");
+  const std::string b3 = Config("b3", tiers +
+                                          "    host: {capacity: 768KiB}\n"
+                                          "    disk: {capacity: 64MiB, path: " + dir_ +
+                                          "/kv, min_hits: 0, persist: false}\n");
+  int status = -1;
+  const std::string out = Bench("--workload W2 --config " + b0 + " --compare " + b2 + "," + b3 +
+                                    " --documents 3 --doc-tokens 128 --question-tokens 8"
+                                    " --qa-answer-tokens 4 --order tile --concurrency 1"
+                                    " --no-limits --no-plots --name tiers",
+                                &status);
+  ASSERT_EQ(status, 0) << out;
+  EXPECT_NE(out.find("b2/b0"), std::string::npos) << out;
+  EXPECT_NE(out.find("b3/b0"), std::string::npos) << out;
+  std::map<std::string, Json> runs;
+  const Json j = Results("tiers");
+  for (const Json& run : j["runs"]) runs[run["label"].get<std::string>()] = run;
+  ASSERT_EQ(runs.size(), 3u);
+  auto hits = [&](const std::string& label, const char* tier) {
+    const Json& h = runs[label]["metrics"]["prefix_hit_tokens"];
+    return h.contains(tier) ? h[tier].get<double>() : 0.0;
+  };
+  for (const auto& [label, run] : runs) {
+    EXPECT_EQ(run["summary"]["all"]["completed"], 6) << label;
+  }
+  // B0 recomputes the repeats; B2 finds them in host RAM; B3 finds (most of) them on disk.
+  EXPECT_EQ(hits("b0", "host") + hits("b0", "disk"), 0);
+  EXPECT_GE(hits("b2", "host"), 2 * 128);
+  EXPECT_GT(hits("b3", "disk"), 0);
+}
+
 TEST_F(BenchCliTest, FaultWorkloadFindsNothingLostAndOutputsUnchanged) {
   const std::string config = Config("tiny", kTiny);
   int status = -1;
