@@ -277,6 +277,10 @@ absl::StatusOr<bool> Engine::Step() {
   BatchInput input = batch.input();
   logits_.resize(input.logit_rows.size() * model_.config.vocab_size);
   RETURN_IF_ERROR(runner_->Forward(input, logits_));
+  if (batch.num_layer_copies() > 0) {
+    kv_->tiers()->CountLayerMoves(
+        0, 0, static_cast<int64_t>(batch.num_layer_copies() * kv_->layout().PageBytes()));
+  }
   std::unordered_map<RequestId, TokenEvent> extra;  // per sampled row: timing, logprobs
   std::vector<int32_t> sampled = SampleRows(plan, &extra);
   std::vector<SeqEvent> events = scheduler_->Update(plan, sampled);

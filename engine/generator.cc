@@ -50,7 +50,7 @@ absl::Status Generator::Step(kvcache::SequenceKv& seq, std::span<const int32_t> 
   BatchInput batch{.token_ids = ids.subspan(from, n), .positions = positions,
                    .query_start = query_start, .context_lens = context_lens,
                    .max_blocks_per_seq = max_blocks, .block_tables = tables, .slots = slots,
-                   .logit_rows = rows};
+                   .logit_rows = rows, .layer_loads = {}, .layer_stores = {}};
   return runner_->Forward(batch, *logits);
 }
 

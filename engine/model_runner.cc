@@ -2,6 +2,8 @@
 
 #include <cmath>
 
+#include "engine/layer_stream.h"
+
 namespace strata::engine {
 
 using kernels::Buffer;
@@ -133,6 +135,14 @@ absl::Status ModelRunner::CheckBatch(const BatchInput& b) const {
   for (int32_t page : b.block_tables) {
     if (page < 0 || page >= rc_.num_kv_pages) return bad("page id outside the arena");
   }
+  for (auto copies : {b.layer_loads, b.layer_stores}) {
+    for (const kvcache::LayerPageCopy& c : copies) {
+      if (c.layer < 0 || c.layer >= layers || c.page < 0 || c.page >= rc_.num_kv_pages ||
+          c.host == nullptr) {
+        return bad("layer page copy out of range");
+      }
+    }
+  }
   return absl::OkStatus();
 }
 
@@ -162,8 +172,12 @@ absl::Status ModelRunner::Forward(const BatchInput& batch, std::span<float> logi
                                       .ids = token_ids_->as<int32_t>(),
                                       .out = F(x_),
                                       .num_tokens = n}));
+  LayerStream stream(this, layout_.PageBytes(), config_.num_layers, batch.layer_loads,
+                     batch.layer_stores);
   for (int32_t l = 0; l < config_.num_layers; ++l) {
+    RETURN_IF_ERROR(stream.BeforeLayer(l));
     RETURN_IF_ERROR(RunLayer(l, n, seqs, batch.max_blocks_per_seq));
+    RETURN_IF_ERROR(stream.AfterLayer(l));
   }
   return Logits(n, batch.logit_rows, logits);
 }

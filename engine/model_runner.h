@@ -45,6 +45,10 @@ struct BatchInput {
   std::span<const int32_t> block_tables;  // [num_layers, num_seqs, max_blocks_per_seq] page ids
   std::span<const int64_t> slots;         // [num_layers, num_tokens] where each new K/V goes
   std::span<const int32_t> logit_rows;    // token rows whose next-token logits are wanted
+  // LayerKV: pages of layers kept in host RAM, copied in before their layer runs and back after
+  // (kvcache::KvCacheManager::LayerCopies); the block tables name the staging pages.
+  std::span<const kvcache::LayerPageCopy> layer_loads;
+  std::span<const kvcache::LayerPageCopy> layer_stores;
 };
 
 class ModelRunner : public kvcache::PageIo {

@@ -92,7 +92,7 @@ bool Scheduler::ScheduleRunning(StepPlan* plan, int64_t* budget) {
     const int64_t remaining = static_cast<int64_t>(seq.tokens.size()) - seq.num_computed_tokens;
     const int64_t num_new = std::min(remaining, *budget);
     bool reserved = false;
-    while (!(reserved = kv_->Reserve(seq.id, seq.num_computed_tokens + num_new))) {
+    while (!(reserved = ReserveKv(seq, seq.num_computed_tokens + num_new))) {
       preempted = true;
       if (PreemptNewest() == seq.id) break;  // it was the newest itself
     }
@@ -126,7 +126,7 @@ void Scheduler::ScheduleWaiting(StepPlan* plan, int64_t* budget) {
 }
 
 bool Scheduler::ReserveAdmitted(Sequence& seq, int64_t attached, int64_t num_tokens, double now) {
-  if (!kv_->Reserve(seq.id, num_tokens)) {
+  if (!ReserveKv(seq, num_tokens)) {
     kv_->Release(seq.id);  // keeps the prefix pages cached; a swapped-in KV is recomputed
     seq.num_computed_tokens = 0;
     return false;
@@ -174,6 +174,7 @@ std::optional<int64_t> Scheduler::AttachKv(Sequence& seq) {
 
 StepPlan Scheduler::Schedule() {
   StepPlan plan;
+  ReplanLayers();
   if (config_.policy == "slo") {
     ScheduleSlo(&plan);  // keeps plan.features current as it goes
   } else {
@@ -192,6 +193,7 @@ StepFeatures Scheduler::Features(const StepPlan& plan, const Scheduler& s) {
     f.decode_seqs += decode ? 1 : 0;
     f.prefill_tokens += decode ? 0 : static_cast<double>(q.num_new_tokens);
     f.kv_tokens_read += static_cast<double>(q.start + q.num_new_tokens);
+    f.host_load_bytes += s.LayerLoadBytes(q);
   }
   return f;
 }

@@ -17,6 +17,9 @@
 //                that the predicted step time keeps every running sequence's TPOT slack
 //                (tpot x tokens generated - decode time so far) positive; a higher-priority
 //                request preempts a lower one when max_num_seqs is reached.
+//   layers:      (scheduler_layers.cc, with layer_offload) before anyone is preempted for pages,
+//                layers of other running sequences move to host RAM and are streamed in while
+//                they run (LayerKV); they come back when nothing waits and there is room.
 //   Update():    advances num_computed_tokens, publishes newly full blocks, appends the sampled
 //                token of every sequence whose prompt (plus any earlier output) is now fully
 //                computed, and finishes sequences on max_tokens or a stop token.
@@ -47,6 +50,9 @@ struct SchedulerConfig {
   int64_t max_batch_tokens = 2048;  // tokens one step may carry (decode + prefill chunks)
   int32_t max_num_seqs = 64;        // sequences one step may carry
   std::string policy = "fcfs";      // fcfs | slo
+  // LayerKV: when device pages block a step, move layers of other running sequences to the
+  // host tier (streamed in while they run) before preempting anyone. Needs a host tier.
+  bool layer_offload = false;
 
   absl::Status Validate() const;
 };
@@ -150,6 +156,9 @@ class Scheduler {
   bool ScheduleDecodes(StepPlan* plan, int64_t* budget);
   void PreemptForPriority(StepPlan* plan);
   double StepTimeLimit(double now) const;
+  // tpot x tokens generated - decode time so far; infinite without a TPOT target or before the
+  // first token.
+  static double TpotSlack(const Sequence& seq, double now);
   struct PrefillCandidate {
     Sequence* seq = nullptr;  // null once rejected
     bool waiting = false;     // in the waiting queue (else running, still in its prompt)
@@ -178,6 +187,18 @@ class Scheduler {
   // After AttachKv: pages for `num_tokens`; on failure the sequence is unregistered again (a
   // swapped-in one then recomputes). Marks it admitted on success.
   bool ReserveAdmitted(Sequence& seq, int64_t attached, int64_t num_tokens, double now);
+  // LayerKV (scheduler_layers.cc). Pages for `num_tokens` of `seq`, moving layers of other
+  // running sequences to host RAM when the pool is short (and layer_offload is on).
+  bool ReserveKv(Sequence& seq, int64_t num_tokens);
+  // Moves layers of running sequences other than `except` (lowest priority, then most TPOT
+  // slack, then most KV, first) to host RAM until `pages` pages are free. True when they are.
+  bool MoveLayersForRoom(int64_t pages, RequestId except);
+  // Brings host layers back (highest priority first) while nothing waits and every running
+  // sequence keeps room to grow by a block.
+  void ReplanLayers();
+  bool IsForkParent(RequestId id) const;
+  // Bytes of host-RAM layers a scheduled chunk loads before its layers run.
+  double LayerLoadBytes(const ScheduledSeq& q) const;
   void Remove(RequestId id);
 
   SchedulerConfig config_;

@@ -81,7 +81,7 @@ bool Scheduler::ScheduleDecodes(StepPlan* plan, int64_t* budget) {
     Sequence& seq = *seqs_.at(running_[i]);
     if (InPrompt(seq)) continue;
     bool reserved = false;
-    while (!(reserved = kv_->Reserve(seq.id, seq.num_computed_tokens + 1))) {
+    while (!(reserved = ReserveKv(seq, seq.num_computed_tokens + 1))) {
       preempted = true;
       const RequestId victim = PreemptNewest();
       plan->preempted.push_back(victim);
@@ -95,6 +95,12 @@ bool Scheduler::ScheduleDecodes(StepPlan* plan, int64_t* budget) {
   return preempted;
 }
 
+double Scheduler::TpotSlack(const Sequence& seq, double now) {
+  if (seq.slo.tpot_s <= 0 || seq.first_token_s == 0) return kInf;
+  const double generated = static_cast<double>(seq.num_output_tokens());
+  return seq.slo.tpot_s * generated - (now - seq.first_token_s);
+}
+
 // The longest this step may take so that every running sequence with a TPOT target and positive
 // slack keeps it positive: after the step it has one more token and step more seconds, so
 // slack + tpot - step > 0. A margin keeps half the slack and a tenth of the target in reserve
@@ -104,9 +110,8 @@ double Scheduler::StepTimeLimit(double now) const {
   double limit = kInf;
   for (RequestId id : running_) {
     const Sequence& seq = *seqs_.at(id);
-    if (seq.slo.tpot_s <= 0 || seq.first_token_s == 0) continue;
-    const double generated = static_cast<double>(seq.num_output_tokens());
-    const double slack = seq.slo.tpot_s * generated - (now - seq.first_token_s);
+    const double slack = TpotSlack(seq, now);
+    if (slack == kInf) continue;
     if (slack > 0) limit = std::min(limit, kSlackShare * slack + kTpotShare * seq.slo.tpot_s);
   }
   return limit;
@@ -170,7 +175,7 @@ bool Scheduler::SchedulePrefill(Sequence& seq, double limit, double now, StepPla
   if (chunk <= 0) return false;
   if (waiting) {
     if (!Admit(seq, chunk, now, plan)) return false;
-  } else if (!kv_->Reserve(seq.id, seq.num_computed_tokens + chunk)) {
+  } else if (!ReserveKv(seq, seq.num_computed_tokens + chunk)) {
     return false;
   }
   const int64_t start = seq.num_computed_tokens;
@@ -179,6 +184,7 @@ bool Scheduler::SchedulePrefill(Sequence& seq, double limit, double now, StepPla
                         .sample = start + chunk == static_cast<int64_t>(seq.tokens.size())});
   plan->features.prefill_tokens += static_cast<double>(chunk);
   plan->features.kv_tokens_read += static_cast<double>(start + chunk);
+  plan->features.host_load_bytes += LayerLoadBytes(plan->seqs.back());
   *budget -= chunk;
   return true;
 }

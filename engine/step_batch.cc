@@ -11,6 +11,8 @@ void StepBatch::Build(const StepPlan& plan, const Scheduler& scheduler,
   query_start_.assign(1, 0);
   context_lens_.clear();
   logit_rows_.clear();
+  layer_loads_.clear();
+  layer_stores_.clear();
   max_blocks_ = 1;
   for (const ScheduledSeq& s : plan.seqs) {
     const Sequence& seq = *scheduler.Find(s.id);
@@ -22,6 +24,7 @@ void StepBatch::Build(const StepPlan& plan, const Scheduler& scheduler,
     context_lens_.push_back(static_cast<int32_t>(s.start + s.num_new_tokens));
     if (s.sample) logit_rows_.push_back(query_start_.back() - 1);
     max_blocks_ = std::max<int32_t>(max_blocks_, static_cast<int32_t>(kv.num_blocks(s.id)));
+    kv.LayerCopies(s.id, s.start, s.start + s.num_new_tokens, &layer_loads_, &layer_stores_);
   }
   const int32_t layers = kv.layout().num_layers;
   const size_t num_seqs = plan.seqs.size();
@@ -45,7 +48,8 @@ BatchInput StepBatch::input() const {
   return BatchInput{.token_ids = token_ids_, .positions = positions_,
                     .query_start = query_start_, .context_lens = context_lens_,
                     .max_blocks_per_seq = max_blocks_, .block_tables = block_tables_,
-                    .slots = slots_, .logit_rows = logit_rows_};
+                    .slots = slots_, .logit_rows = logit_rows_, .layer_loads = layer_loads_,
+                    .layer_stores = layer_stores_};
 }
 
 }  // namespace strata::engine

@@ -141,6 +141,7 @@ bool KvCacheManager::Reserve(RequestId id, int64_t num_tokens) {
   const int64_t have = NumBlocks(req);
   const int64_t want = layout_.BlocksFor(num_tokens);
   if (want <= have) return true;
+  if (req.num_host_layers > 0) return ReserveWithHostLayers(req, have, want);
   const int64_t missing = (want - have) * layout_.num_layers;
   if (missing > pool_.num_free()) return false;
   std::optional<std::vector<int32_t>> fresh = pool_.Allocate(static_cast<int32_t>(missing));
@@ -161,7 +162,8 @@ void KvCacheManager::Commit(RequestId id, std::span<const int32_t> tokens,
   const int32_t bs = layout_.block_size;
   const int64_t full = num_computed_tokens / bs;
   CHECK(full <= NumBlocks(req));
-  if (!enable_prefix_caching_ || !req.access.prefix_cache) return;
+  // Blocks of a request with layers in host RAM are published once they are all back.
+  if (!enable_prefix_caching_ || !req.access.prefix_cache || req.num_host_layers > 0) return;
   for (int64_t b = req.num_published_blocks; b < full; ++b) {
     if (b == static_cast<int64_t>(req.block_hashes.size())) {
       BlockHash parent = b == 0 ? req.seed : req.block_hashes[b - 1];
@@ -188,9 +190,17 @@ void KvCacheManager::FreePages(const RequestKv& req) {
   std::vector<int32_t> order;
   order.reserve(NumBlocks(req) * layout_.num_layers);
   for (int64_t b = NumBlocks(req) - 1; b >= 0; --b) {
-    for (const auto& layer_pages : req.pages) order.push_back(layer_pages[b]);
+    for (int32_t l = 0; l < layout_.num_layers; ++l) {
+      if (!req.InHost(l)) order.push_back(req.pages[l][b]);
+    }
+    for (const auto& staging : req.staging) {
+      if (!staging.empty()) order.push_back(staging[b]);
+    }
   }
   pool_.Free(order);
+  for (const auto& host : req.host) {
+    for (const HostPage& p : host) tiers_->FreeLayerPage(p);
+  }
 }
 
 void KvCacheManager::Release(RequestId id) {
@@ -207,7 +217,10 @@ int64_t KvCacheManager::SwapBytes(RequestId id) const {
 bool KvCacheManager::SwapOut(RequestId id) {
   auto it = requests_.find(id);
   CHECK(it != requests_.end());
-  if (tiers_ == nullptr || !tiers_->SwapOut(id, it->second.pages)) return false;
+  if (tiers_ == nullptr || it->second.num_host_layers > 0 ||
+      !tiers_->SwapOut(id, it->second.pages)) {
+    return false;
+  }
   FreePages(it->second);
   RequestKv& kept = swapped_[id];
   kept = std::move(it->second);
@@ -272,6 +285,7 @@ void KvCacheManager::DropSwapped(RequestId id) {
 void KvCacheManager::Fork(RequestId parent, RequestId child, int64_t shared_tokens) {
   CHECK(!requests_.contains(child));
   const RequestKv& from = Get(parent);
+  CHECK(from.num_host_layers == 0);
   const int64_t shared_blocks = shared_tokens / layout_.block_size;
   CHECK(shared_tokens >= 0 && shared_blocks <= NumBlocks(from));
   RequestKv to;
@@ -305,11 +319,22 @@ absl::Status KvCacheManager::CheckInvariants() const {
   RETURN_IF_ERROR(pool_.CheckInvariants());
   std::vector<int32_t> refs(pool_.num_pages(), 0);
   for (const auto& [id, req] : requests_) {
-    for (const auto& layer_pages : req.pages) {
+    for (int32_t l = 0; l < layout_.num_layers; ++l) {
+      const auto& layer_pages = req.pages[l];
       if (layer_pages.size() != req.pages[0].size()) {
         return absl::InternalError(StrCat("kv cache: request ", id, " has ragged block tables"));
       }
+      if (req.InHost(l)) {  // names the staging pages, counted once below
+        if (layer_pages != req.staging[l % 2] || req.host[l].size() != layer_pages.size()) {
+          return absl::InternalError(StrCat("kv cache: request ", id, " layer ", l,
+                                            " is in host RAM but its tables disagree"));
+        }
+        continue;
+      }
       for (int32_t page : layer_pages) ++refs[page];
+    }
+    for (const auto& staging : req.staging) {
+      for (int32_t page : staging) ++refs[page];
     }
     if (req.num_published_blocks > NumBlocks(req) ||
         req.num_published_blocks > static_cast<int64_t>(req.block_hashes.size())) {

@@ -14,6 +14,7 @@
 // Owned and called by the engine thread only; not thread-safe.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <span>
 #include <unordered_map>
@@ -101,6 +102,35 @@ class KvCacheManager {
   // Bytes SwapOut would copy for `id`.
   int64_t SwapBytes(RequestId id) const;
 
+  // LayerKV (kv_cache_layers.cc): some layers of a running request live in host RAM and are
+  // streamed through two sets of device "staging" pages (even and odd layers) while it runs:
+  //
+  //   layer l on the device:  pages(id, l) = its own pages
+  //   layer l in host RAM:    pages(id, l) = staging[l % 2]; before layer l runs its blocks are
+  //                           copied in (loads), after it ran the blocks that got new tokens are
+  //                           copied back (stores) -- LayerCopies()
+  //
+  // Moving k layers frees k x blocks device pages and costs 2 x blocks of staging once. A
+  // request with layers in host RAM publishes no new blocks and is not swapped (its preemption
+  // recomputes) until they are back.
+  //
+  // Moves up to `max_layers` of request `id`'s device layers (the highest first) to host RAM.
+  // Returns how many moved: 0 when there is no host tier, it is full, or the pages freed would
+  // not cover the staging pages.
+  int32_t MoveLayersToHost(RequestId id, int32_t max_layers);
+  // Moves up to `max_layers` host layers (the lowest first) back to fresh device pages; the
+  // staging pages are freed with the last one. Returns how many moved.
+  int32_t MoveLayersToDevice(RequestId id, int32_t max_layers);
+  int32_t num_host_layers(RequestId id) const;
+  // Device pages Reserve(id, num_tokens) would take (host layers need only staging pages).
+  int64_t PagesToReserve(RequestId id, int64_t num_tokens) const;
+  // Device pages MoveLayersToHost(id, k) would free, net of staging (may be <= 0).
+  int64_t PagesFreedByMoving(RequestId id, int32_t k) const;
+  // The copies a step computing tokens [start, end) of `id` needs for its host layers: every
+  // block holding tokens before `start` is loaded, every block receiving a token is stored.
+  void LayerCopies(RequestId id, int64_t start, int64_t end, std::vector<LayerPageCopy>* loads,
+                   std::vector<LayerPageCopy>* stores) const;
+
   std::span<const int32_t> pages(RequestId id, int32_t layer) const;
   int64_t num_blocks(RequestId id) const;
   // Flat slot (page * block_size + offset) of token `position` in `layer`.
@@ -121,6 +151,12 @@ class KvCacheManager {
     std::vector<std::vector<int32_t>> pages;  // [num_layers][num_blocks]
     std::vector<BlockHash> block_hashes;      // chained hashes of leading full blocks
     int64_t num_published_blocks = 0;         // blocks [0, n) are already in the index
+    // LayerKV: host[l] holds layer l's blocks while it lives in host RAM (empty otherwise);
+    // staging[p] are the device pages the host layers of parity p run in.
+    std::vector<std::vector<HostPage>> host;  // [num_layers][num_blocks] or empty
+    std::array<std::vector<int32_t>, 2> staging;
+    int32_t num_host_layers = 0;
+    bool InHost(int32_t l) const { return !host.empty() && !host[l].empty(); }
   };
 
   RequestKv& Get(RequestId id);
@@ -135,8 +171,13 @@ class KvCacheManager {
   // Demotes a block whose page Allocate is about to reuse (all its layers, while still intact).
   void OnEvict(const EvictedPage& e);
   void PublishBlock(RequestKv& req, int64_t b);
-  // Drops the request's page references, tail blocks first (their leaves are evicted first).
+  // Drops the request's page references, tail blocks first (their leaves are evicted first),
+  // and its host layer pages.
   void FreePages(const RequestKv& req);
+  // Reserve for a request with host layers: device pages for its device layers and staging,
+  // host pages for its host layers.
+  bool ReserveWithHostLayers(RequestKv& req, int64_t have, int64_t want);
+  void FreeHostPages(std::vector<HostPage>& pages);
 
   KvLayout layout_;
   bool enable_prefix_caching_;

@@ -13,6 +13,14 @@
 
 namespace strata::kvcache {
 
+// LayerKV: one device page to fill from host memory before layer `layer` runs (a load), or to
+// copy back to host memory after it wrote new tokens there (a store).
+struct LayerPageCopy {
+  int32_t layer = 0;
+  int32_t page = 0;           // device page (a staging page of the request)
+  std::byte* host = nullptr;  // KvLayout::PageBytes() bytes of host memory
+};
+
 class PageIo {
  public:
   virtual ~PageIo() = default;

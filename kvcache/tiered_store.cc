@@ -29,7 +29,11 @@ TieredStore::TieredStore(const KvLayout& layout, const TierOptions& options, Pag
       options_(options),
       io_(io),
       wake_(std::move(wake)),
-      host_(options.host_capacity_bytes, layout.PageBytes() * layout.num_layers) {}
+      host_(options.host_capacity_bytes, layout.PageBytes() * layout.num_layers),
+      layer_pages_(
+          layout.num_layers, layout.PageBytes(), [this] { return AcquireHostSlot(); },
+          [this](int32_t slot) { host_.Unpin(slot); },
+          [this](int32_t slot) { return host_.data(slot); }) {}
 
 absl::StatusOr<std::unique_ptr<TieredStore>> TieredStore::Create(const KvLayout& layout,
                                                                  const TierOptions& options,
@@ -240,6 +244,30 @@ void TieredStore::DropSwap(RequestId id) {
   swaps_.erase(it);
 }
 
+bool TieredStore::PageToHost(int32_t device_page, HostPage page) {
+  if (absl::Status s = io_->ReadPage(device_page, layer_pages_.data(page)); !s.ok()) {
+    CountError("host/io", s);
+    return false;
+  }
+  stats_.device_to_host_bytes += static_cast<int64_t>(layout_.PageBytes());
+  return true;
+}
+
+bool TieredStore::PageToDevice(HostPage page, int32_t device_page) {
+  if (absl::Status s = io_->WritePage(device_page, layer_pages_.data(page)); !s.ok()) {
+    CountError("host/io", s);
+    return false;
+  }
+  stats_.host_to_device_bytes += static_cast<int64_t>(layout_.PageBytes());
+  return true;
+}
+
+void TieredStore::CountLayerMoves(int64_t offloads, int64_t restores, int64_t stream_bytes) {
+  stats_.layer_offloads += offloads;
+  stats_.layer_restores += restores;
+  stats_.layer_stream_bytes += stream_bytes;
+}
+
 double TieredStore::SwapSeconds(int64_t bytes) const {
   return 2.0 * static_cast<double>(bytes) / copy_bytes_per_s_;
 }
@@ -283,6 +311,7 @@ TierStats TieredStore::stats() const {
   s.host_slots = host_.num_slots();
   s.host_used = host_.num_used();
   s.host_pinned = host_.num_pinned();
+  s.host_layer_pages = layer_pages_.num_used();
   s.fetches_in_flight = fetches_in_flight();
   if (disk_) {
     const DiskTierStats d = disk_->stats();

@@ -33,6 +33,7 @@
 #include "kvcache/file_system.h"
 #include "kvcache/host_tier.h"
 #include "kvcache/kv_layout.h"
+#include "kvcache/layer_pages.h"
 #include "kvcache/page_io.h"
 
 namespace strata::kvcache {
@@ -58,9 +59,13 @@ struct TierStats {
   int64_t disk_to_host_bytes = 0;
   int64_t swap_outs = 0;
   int64_t swap_ins = 0;
+  int64_t layer_offloads = 0;   // request layers moved to host RAM while running (LayerKV)
+  int64_t layer_restores = 0;   // ... and moved back to the device
+  int64_t layer_stream_bytes = 0;  // bytes streamed host<->device for them during steps
   int64_t host_slots = 0;
   int64_t host_used = 0;
-  int64_t host_pinned = 0;      // slots held by swapped requests and in-flight fetches
+  int64_t host_pinned = 0;      // slots held by swapped requests, in-flight fetches, layers
+  int64_t host_layer_pages = 0; // single-layer pages held by running requests' host layers
   int64_t disk_records = 0;
   int64_t disk_capacity_records = 0;
   int64_t fetches_in_flight = 0;
@@ -116,6 +121,16 @@ class TieredStore {
   // Seconds a swap out + in of `bytes` costs at the measured host copy bandwidth.
   double SwapSeconds(int64_t bytes) const;
 
+  // LayerKV: single-layer host pages (cut from pinned host slots) for the layers of running
+  // requests kept in host RAM. nullopt when the host tier cannot pin another slot.
+  std::optional<HostPage> AllocateLayerPage() { return layer_pages_.Allocate(); }
+  void FreeLayerPage(HostPage page) { layer_pages_.Free(page); }
+  std::span<std::byte> LayerPageData(HostPage page) const { return layer_pages_.data(page); }
+  // Copies one device page into / out of a layer page (counted as device<->host bytes).
+  bool PageToHost(int32_t device_page, HostPage page);
+  bool PageToDevice(HostPage page, int32_t device_page);
+  void CountLayerMoves(int64_t offloads, int64_t restores, int64_t stream_bytes);
+
   TierStats stats() const;
 
  private:
@@ -142,6 +157,7 @@ class TieredStore {
   PageIo* io_;
   std::function<void()> wake_;
   HostTier host_;
+  LayerPages layer_pages_;  // after host_: gives its slots back before host_ goes
   std::unique_ptr<FileSystem> own_fs_;
   std::unique_ptr<DiskTier> disk_;
   double copy_bytes_per_s_ = 0;

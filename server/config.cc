@@ -356,6 +356,10 @@ absl::Status Config::Validate() const {
       NamesEntry("kvcache.default_policy", kvcache.default_policy, policies, "policies"));
   RETURN_IF_ERROR(NamesEntry("scheduler.default_slo_class", scheduler.default_slo_class,
                              slo_classes, "slo_classes"));
+  if (scheduler.layer_offload && kvcache.tiers.host.capacity_bytes == 0) {
+    return ConfigError("scheduler.layer_offload",
+                       "needs a host tier (kvcache.tiers.host.capacity > 0) to keep layers in");
+  }
   if (scheduler.prefill_chunk_tokens > engine.max_batch_tokens) {
     return ConfigError("scheduler.prefill_chunk_tokens",
                        StrCat("must be <= engine.max_batch_tokens (", engine.max_batch_tokens,

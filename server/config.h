@@ -156,6 +156,7 @@ struct SchedulerSection {
   std::string policy = "fcfs";                // fcfs | slo
   std::string default_slo_class = "default";  // names an entry of Config::slo_classes
   int64_t prefill_chunk_tokens = 0;           // 0 = engine.max_batch_tokens
+  bool layer_offload = false;  // LayerKV: layers of running requests in host RAM under pressure
 
   absl::Status Validate() const;
   bool operator==(const SchedulerSection&) const = default;

@@ -380,6 +380,7 @@ void ReadConfig(MapReader root, Config* c) {
   scheduler.String("policy", &c->scheduler.policy);
   scheduler.String("default_slo_class", &c->scheduler.default_slo_class);
   scheduler.Int("prefill_chunk_tokens", &c->scheduler.prefill_chunk_tokens);
+  scheduler.Bool("layer_offload", &c->scheduler.layer_offload);
   scheduler.Finish();
   MapReader metrics = root.Child("metrics");
   metrics.Bool("enabled", &c->metrics.enabled);

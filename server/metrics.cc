@@ -64,6 +64,15 @@ Metrics::Metrics(const MetricsInfo& info)
   swaps_ = family("strata_kv_swaps_total",
                   "Preempted requests whose KV was swapped to host (out) and back (in).");
   for (const char* direction : {"out", "in"}) CounterWith(*swaps_, {{"direction", direction}});
+  layer_moves_ = family("strata_kv_layer_moves_total",
+                        "LayerKV: layers of running requests moved to host RAM (to_host) under "
+                        "device pressure and back (to_device).");
+  for (const char* direction : {"to_host", "to_device"}) {
+    CounterWith(*layer_moves_, {{"direction", direction}});
+  }
+  layer_stream_bytes_ = counter("strata_kv_layer_stream_bytes_total",
+                                "LayerKV: KV bytes streamed between host RAM and staging pages "
+                                "during steps (loads before a layer runs, stores after).");
   // Series a dashboard or an alert divides by or watches for exist at zero before the first
   // (rare) event, so a ratio reads 0 instead of nothing and rate() counts that first event.
   for (const char* status : {"ok", "cancelled", "error", "rejected", "invalid"}) {
@@ -176,6 +185,9 @@ void Metrics::RenderTiers(const kvcache::TierStats& t) {
   advance(*transfers_, {{"src", "disk"}, {"dst", "host"}}, t.disk_to_host_bytes);
   advance(*swaps_, {{"direction", "out"}}, t.swap_outs);
   advance(*swaps_, {{"direction", "in"}}, t.swap_ins);
+  advance(*layer_moves_, {{"direction", "to_host"}}, t.layer_offloads);
+  advance(*layer_moves_, {{"direction", "to_device"}}, t.layer_restores);
+  AdvanceTo(*layer_stream_bytes_, static_cast<double>(t.layer_stream_bytes));
   for (const auto& [tier_kind, n] : t.errors) {
     const size_t slash = tier_kind.find('/');
     advance(*tier_errors_,

@@ -80,6 +80,8 @@ class Metrics {
   prometheus::Family<prometheus::Counter>* transfers_;
   prometheus::Family<prometheus::Counter>* tier_errors_;
   prometheus::Family<prometheus::Counter>* swaps_;
+  prometheus::Family<prometheus::Counter>* layer_moves_;
+  prometheus::Counter* layer_stream_bytes_;
   prometheus::Gauge* running_;
   prometheus::Gauge* waiting_;
   prometheus::Family<prometheus::Gauge>* kv_usage_;

@@ -27,6 +27,7 @@ engine::EngineConfig MakeEngineConfig(const Config& c, const engine::Model& mode
   e.scheduler.max_num_seqs = static_cast<int32_t>(c.engine.max_num_seqs);
   e.scheduler.max_batch_tokens = c.engine.max_batch_tokens;
   e.scheduler.policy = c.scheduler.policy;
+  e.scheduler.layer_offload = c.scheduler.layer_offload;
   e.block_size = c.kvcache.block_size;
   e.max_model_len = c.model.max_model_len;
   e.enable_prefix_caching = c.kvcache.prefix_caching;

@@ -20,3 +20,16 @@ absl::Status WriteKv(const WriteKvParams& p, int threads);
 absl::Status PagedAttention(const PagedAttentionParams& p, int threads);
 
 }  // namespace strata::kernels::cpu
+
+// cpu_quant_attention.cc: paged KV in a KV codec (kernels/kv_codec.h). QuantWriteKv takes the
+// per-token codecs (fp32, bf16, fp16, fp8, int8); QuantPagedAttention reads every codec, plus
+// f32 residual pages, decoding one page per step into a per-thread tile. Appended after the
+// block above (not merged into it) so that this file's other owners' lines stay untouched.
+#include "kernels/kv_codec.h"
+
+namespace strata::kernels::cpu {
+
+absl::Status QuantWriteKv(const QuantWriteKvParams& p, int threads);
+absl::Status QuantPagedAttention(const QuantAttentionParams& p, int threads);
+
+}  // namespace strata::kernels::cpu

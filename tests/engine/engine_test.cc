@@ -17,25 +17,6 @@ namespace {
 
 const std::string kModelDir = STRATA_SOURCE_DIR "/../shared/models/stories260k";
 
-struct Output {
-  std::vector<int32_t> tokens;
-  std::string finish_reason;
-  int64_t num_cached_tokens = 0;
-};
-
-Output Drain(OutputChannel& channel) {
-  Output out;
-  for (;;) {
-    TokenEvent e = channel.Pop();
-    if (e.token >= 0) out.tokens.push_back(e.token);
-    out.num_cached_tokens = e.num_cached_tokens;
-    if (!e.finish_reason.empty()) {
-      out.finish_reason = e.finish_reason;
-      return out;
-    }
-  }
-}
-
 // Runs every request alone (one at a time), then all at once; returns both.
 std::pair<std::vector<Output>, std::vector<Output>> SoloAndConcurrent(
     Engine& engine, const std::vector<RequestOptions>& requests) {

@@ -63,7 +63,8 @@ class ModelRunnerTest : public ::testing::Test {
     std::vector<float> logits(rows.size() * runner_->vocab_size());
     BatchInput b{.token_ids = ids, .positions = positions, .query_start = query_start,
                  .context_lens = context_lens, .max_blocks_per_seq = max_blocks,
-                 .block_tables = tables, .slots = slots, .logit_rows = rows};
+                 .block_tables = tables, .slots = slots, .logit_rows = rows,
+                 .layer_loads = {}, .layer_stores = {}};
     EXPECT_TRUE(runner_->Forward(b, logits).ok());
     std::vector<std::vector<float>> out;
     for (size_t s = 0; s < rows.size(); ++s) {
@@ -101,7 +102,7 @@ TEST_F(ModelRunnerTest, RejectsBadBatchesWithoutWritingKv) {
   std::vector<float> logits(runner_->vocab_size());
   BatchInput b{.token_ids = ids, .positions = positions, .query_start = qs, .context_lens = ctx,
                .max_blocks_per_seq = 1, .block_tables = tables, .slots = slots,
-               .logit_rows = rows};
+               .logit_rows = rows, .layer_loads = {}, .layer_stores = {}};
   absl::Status s = runner_->Forward(b, logits);
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_NE(std::string(s.message()).find("600"), std::string::npos) << s;

@@ -32,57 +32,9 @@ namespace {
 using kvcache::FaultFileSystem;
 using kvcache::PosixFileSystem;
 
-const std::string kModelDir = STRATA_SOURCE_DIR "/../shared/models/stories260k";
 constexpr int32_t kBlock = 16;
 constexpr int64_t kBlockBytes = 20 * 1024;  // 5 layers x 16 tokens x K,V x 32 floats
 constexpr int32_t kVocab = 512;
-
-const Model* SharedModel() {
-  static std::unique_ptr<Model> model = [] {
-    std::unique_ptr<Model> m;
-    if (!FileExists(kModelDir)) return m;
-    auto loaded = LoadModel(kModelDir, {});
-    EXPECT_TRUE(loaded.ok()) << loaded.status();
-    if (loaded.ok()) m = std::move(*loaded);
-    return m;
-  }();
-  return model.get();
-}
-
-struct Output {
-  std::vector<int32_t> tokens;
-  std::string finish_reason;  // "timeout" when nothing final came within the deadline
-  int64_t num_cached_tokens = 0;
-  int64_t num_host_cached_tokens = 0;
-  int64_t num_disk_cached_tokens = 0;
-};
-
-// Pops events until the final one; a bounded wait so that a hung engine fails instead of hanging.
-Output Drain(OutputChannel& channel, double timeout_s = 20) {
-  Output out;
-  const auto deadline =
-      std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_s);
-  for (;;) {
-    std::optional<TokenEvent> e = channel.TryPop();
-    if (!e) {
-      if (std::chrono::steady_clock::now() > deadline) {
-        ADD_FAILURE() << "no final event within " << timeout_s << " s";
-        out.finish_reason = "timeout";
-        return out;
-      }
-      std::this_thread::sleep_for(std::chrono::microseconds(200));
-      continue;
-    }
-    if (e->token >= 0) out.tokens.push_back(e->token);
-    out.num_cached_tokens = e->num_cached_tokens;
-    out.num_host_cached_tokens = e->num_host_cached_tokens;
-    out.num_disk_cached_tokens = e->num_disk_cached_tokens;
-    if (!e->finish_reason.empty()) {
-      out.finish_reason = e->finish_reason;
-      return out;
-    }
-  }
-}
 
 std::vector<int32_t> RandomTokens(std::mt19937& rng, int n) {
   std::uniform_int_distribution<int32_t> tok(3, kVocab - 1);
@@ -153,13 +105,6 @@ class Reference {
   std::map<std::pair<std::vector<int32_t>, int64_t>, std::vector<int32_t>> cache_;
 };
 
-Output RunOne(Engine& engine, RequestOptions o) {
-  auto s = engine.Submit(std::move(o));
-  EXPECT_TRUE(s.ok()) << s.status();
-  if (!s.ok()) return {};
-  return Drain(*s->channel);
-}
-
 // Stats are published by engine steps; a tiny request that neither uses nor feeds the prefix
 // cache makes one happen, so the snapshot afterwards covers everything before it.
 EngineStats FreshStats(Engine& engine) {
@@ -227,7 +172,7 @@ class TieredEngineTest : public ::testing::Test {
  protected:
   void SetUp() override {
     model_ = SharedModel();
-    if (model_ == nullptr) GTEST_SKIP() << kModelDir << " is absent";
+    if (model_ == nullptr) GTEST_SKIP() << kStoriesDir << " is absent";
     dir_ = std::make_unique<TempDir>();
     posix_ = std::make_unique<PosixFileSystem>();
     fault_ = std::make_unique<FaultFileSystem>(posix_.get());

@@ -341,6 +341,9 @@ INSTANTIATE_TEST_SUITE_P(
                   "config: server.limits.max_body_bytes: invalid size '-1': negative (expected a "
                   "number of bytes with an optional unit B, KB, MB, GB, TB, KiB, MiB, GiB, TiB) "
                   "(t.yaml:3)"},
+        BadConfig{"scheduler:\n  layer_offload: true\n",
+                  "config: scheduler.layer_offload: needs a host tier (kvcache.tiers.host.capacity "
+                  "> 0) to keep layers in (t.yaml:2)"},
         BadConfig{"scheduler:\n  policy: edf\n",
                   "config: scheduler.policy: unknown scheduler policy 'edf' (expected one of "
                   "fcfs, slo) (t.yaml:2)"},

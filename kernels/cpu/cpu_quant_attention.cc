@@ -1,0 +1,385 @@
+// Quantized KV writes and causal GQA attention over pages of one KV codec (kernels/kv_codec.h).
+//
+// Same structure as the f32 kernel (cpu_attention.cc): one work item is (query token, a run of q
+// heads sharing one kv head), items go to OpenMP threads dynamically, and each item walks its
+// sequence's pages in order with an online softmax in f32. The difference is the page read: a
+// quantized page's rows for the item's kv head are decoded into a per-thread [block_size,
+// head_dim] tile (through kv_codec's DecodeHeadRows, so the values are exactly DecodePage's),
+// which then serves every head of the item; the sequence is never expanded into a full-precision
+// copy. fp32 pages and KIVI's f32 residual pages are read in place.
+//
+// The score / accumulate helpers repeat cpu_attention.cc's (same instructions, same order) so
+// that the fp32 codec through this path equals PagedAttention bit for bit; they are private to
+// that file today, and moving them into a shared header is its owner's call.
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <span>
+#include <vector>
+
+#include "kernels/cpu/cpu_kernels.h"
+#include "kernels/cpu/cpu_simd.h"
+
+namespace strata::kernels::cpu {
+namespace {
+
+// Attention work (q.k multiply-adds) below which one thread is faster than a parallel region.
+constexpr int64_t kMinParallelWork = 1 << 14;
+
+// scores[j] = (q . k_j) * scale for j < count (rows `stride` floats apart); returns the max.
+float ScoresGeneric(const float* q, const float* k, int32_t count, int64_t stride, int32_t d,
+                    float scale, float* scores) {
+  float block_max = -std::numeric_limits<float>::infinity();
+  for (int32_t j = 0; j < count; ++j) {
+    const float* kj = k + j * stride;
+    float dot = 0.0f;
+    int32_t i = 0;
+#if defined(__AVX512F__)
+    __m512 acc = _mm512_setzero_ps();
+    for (; i < d; i += 16) {
+      const __mmask16 mask = TailMask16(d - i);
+      acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask, q + i), _mm512_maskz_loadu_ps(mask, kj + i),
+                            acc);
+    }
+    dot = _mm512_reduce_add_ps(acc);
+#endif
+    for (; i < d; ++i) dot += q[i] * kj[i];
+    scores[j] = dot * scale;
+    block_max = std::max(block_max, scores[j]);
+  }
+  return block_max;
+}
+
+// acc[:] = acc[:] * correction + sum_j scores[j] * v_j[:].
+void AccumulateGeneric(const float* scores, const float* v, int32_t count, int64_t stride,
+                       int32_t d, float correction, float* acc) {
+  int32_t i = 0;
+#if defined(__AVX512F__)
+  for (; i < d; i += 16) {
+    const __mmask16 mask = TailMask16(d - i);
+    __m512 sum = _mm512_mul_ps(_mm512_maskz_loadu_ps(mask, acc + i), _mm512_set1_ps(correction));
+    for (int32_t j = 0; j < count; ++j) {
+      sum = _mm512_fmadd_ps(_mm512_set1_ps(scores[j]),
+                            _mm512_maskz_loadu_ps(mask, v + j * stride + i), sum);
+    }
+    _mm512_mask_storeu_ps(acc + i, mask, sum);
+  }
+#endif
+  for (; i < d; ++i) {
+    float sum = acc[i] * correction;
+    for (int32_t j = 0; j < count; ++j) sum += scores[j] * v[j * stride + i];
+    acc[i] = sum;
+  }
+}
+
+#if defined(__AVX512F__)
+template <int kChunks>  // head_dim == 16 * kChunks: q and the accumulator stay in registers
+float ScoresFixed(const float* q, const float* k, int32_t count, int64_t stride, float scale,
+                  float* scores) {
+  __m512 qv[kChunks];
+#pragma GCC unroll 8
+  for (int c = 0; c < kChunks; ++c) qv[c] = _mm512_loadu_ps(q + 16 * c);
+  float block_max = -std::numeric_limits<float>::infinity();
+  for (int32_t j = 0; j < count; ++j) {
+    const float* kj = k + j * stride;
+    __m512 acc = _mm512_mul_ps(qv[0], _mm512_loadu_ps(kj));
+#pragma GCC unroll 8
+    for (int c = 1; c < kChunks; ++c) {
+      acc = _mm512_fmadd_ps(qv[c], _mm512_loadu_ps(kj + 16 * c), acc);
+    }
+    scores[j] = _mm512_reduce_add_ps(acc) * scale;
+    block_max = std::max(block_max, scores[j]);
+  }
+  return block_max;
+}
+
+template <int kChunks>
+void AccumulateFixed(const float* scores, const float* v, int32_t count, int64_t stride,
+                     float correction, float* acc) {
+  __m512 sum[kChunks];
+#pragma GCC unroll 8
+  for (int c = 0; c < kChunks; ++c) {
+    sum[c] = _mm512_mul_ps(_mm512_loadu_ps(acc + 16 * c), _mm512_set1_ps(correction));
+  }
+  for (int32_t j = 0; j < count; ++j) {
+    const __m512 w = _mm512_set1_ps(scores[j]);
+#pragma GCC unroll 8
+    for (int c = 0; c < kChunks; ++c) {
+      sum[c] = _mm512_fmadd_ps(w, _mm512_loadu_ps(v + j * stride + 16 * c), sum[c]);
+    }
+  }
+#pragma GCC unroll 8
+  for (int c = 0; c < kChunks; ++c) _mm512_storeu_ps(acc + 16 * c, sum[c]);
+}
+#endif
+
+float Scores(const float* q, const float* k, int32_t count, int64_t stride, int32_t d,
+             float scale, float* scores) {
+#if defined(__AVX512F__)
+  switch (d) {
+    case 32: return ScoresFixed<2>(q, k, count, stride, scale, scores);
+    case 64: return ScoresFixed<4>(q, k, count, stride, scale, scores);
+    case 96: return ScoresFixed<6>(q, k, count, stride, scale, scores);
+    case 128: return ScoresFixed<8>(q, k, count, stride, scale, scores);
+    default: break;
+  }
+#endif
+  return ScoresGeneric(q, k, count, stride, d, scale, scores);
+}
+
+void Accumulate(const float* scores, const float* v, int32_t count, int64_t stride, int32_t d,
+                float correction, float* acc) {
+#if defined(__AVX512F__)
+  switch (d) {
+    case 32: return AccumulateFixed<2>(scores, v, count, stride, correction, acc);
+    case 64: return AccumulateFixed<4>(scores, v, count, stride, correction, acc);
+    case 96: return AccumulateFixed<6>(scores, v, count, stride, correction, acc);
+    case 128: return AccumulateFixed<8>(scores, v, count, stride, correction, acc);
+    default: break;
+  }
+#endif
+  AccumulateGeneric(scores, v, count, stride, d, correction, acc);
+}
+
+// Folds one page (`count` keys / values, rows `stride` floats apart) into one head's online
+// softmax: rescale what was accumulated by e^(old max - new max), add the page's terms.
+void UpdateHead(const float* q, const float* k, const float* v, int32_t count, int64_t stride,
+                int32_t d, float scale, float* scores, float* acc, float& running_max,
+                float& running_sum) {
+  const float block_max = Scores(q, k, count, stride, d, scale, scores);
+  const float new_max = std::max(running_max, block_max);
+  const float correction = std::exp(running_max - new_max);  // 0 on the first page
+  for (int32_t j = 0; j < count; ++j) scores[j] -= new_max;
+  ExpInPlace(scores, count);
+  float page_sum = 0.0f;
+  for (int32_t j = 0; j < count; ++j) page_sum += scores[j];
+  running_sum = running_sum * correction + page_sum;
+  Accumulate(scores, v, count, stride, d, correction, acc);
+  running_max = new_max;
+}
+
+absl::Status ValidatePools(const QuantAttentionParams& p) {
+  RETURN_IF_ERROR(p.format.Validate());
+  const KvPageFormat& f = p.format;
+  if (p.num_quant_pages < 0 || (p.num_quant_pages > 0 && p.quant_pool == nullptr) ||
+      (f.codec == KvCodec::kF32 &&
+       reinterpret_cast<uintptr_t>(p.quant_pool) % alignof(float) != 0)) {
+    return absl::InvalidArgumentError(StrCat("QuantPagedAttention: bad ", CodecName(f.codec),
+                                             " pool (", p.num_quant_pages, " pages)"));
+  }
+  const KvPoolView& full = p.full;
+  if (full.num_pages < 0 ||
+      (full.num_pages > 0 && (full.pool == nullptr || full.block_size != f.block_size ||
+                              full.num_kv_heads != f.num_kv_heads ||
+                              full.head_dim != f.head_dim))) {
+    return absl::InvalidArgumentError(StrCat("QuantPagedAttention: the f32 pool (", full.num_pages,
+                                             " pages, block_size ", full.block_size, ", ",
+                                             full.num_kv_heads, "x", full.head_dim,
+                                             ") does not match the quantized pages"));
+  }
+  return absl::OkStatus();
+}
+
+// Checks one sequence's block table: quantized blocks first, then f32 ones.
+absl::Status ValidateBlocks(const QuantAttentionParams& p, int32_t s, int64_t num_blocks) {
+  const int32_t num_quant = p.quant_blocks[s];
+  if (num_quant < 0 || num_quant > num_blocks) {
+    return absl::InvalidArgumentError(StrCat("QuantPagedAttention: sequence ", s, " has ",
+                                             num_quant, " quantized blocks of ", num_blocks));
+  }
+  for (int64_t b = 0; b < num_blocks; ++b) {
+    const int32_t page = p.block_tables[s * static_cast<int64_t>(p.max_blocks_per_seq) + b];
+    const bool quant = b < num_quant;
+    const int32_t num_pages = quant ? p.num_quant_pages : p.full.num_pages;
+    if (page < 0 || page >= num_pages) {
+      return absl::InvalidArgumentError(StrCat("QuantPagedAttention: sequence ", s, " block ", b,
+                                               " maps to ", quant ? "quantized" : "f32", " page ",
+                                               page, " of ", num_pages));
+    }
+  }
+  return absl::OkStatus();
+}
+
+// Checks the varlen metadata and every page id attention will read; returns the q.k work.
+absl::StatusOr<int64_t> ValidateQuantAttention(const QuantAttentionParams& p) {
+  RETURN_IF_ERROR(ValidatePools(p));
+  const int32_t num_kv_heads = p.format.num_kv_heads;
+  if (p.q == nullptr || p.out == nullptr || p.query_start == nullptr ||
+      p.context_lens == nullptr || p.block_tables == nullptr || p.quant_blocks == nullptr ||
+      p.num_seqs < 0 || p.max_blocks_per_seq < 0 || p.num_q_heads <= 0 ||
+      p.num_q_heads % num_kv_heads != 0) {
+    return absl::InvalidArgumentError(StrCat("QuantPagedAttention: bad arguments (num_seqs=",
+                                             p.num_seqs, " q_heads=", p.num_q_heads,
+                                             " kv_heads=", num_kv_heads, ")"));
+  }
+  if (p.num_seqs > 0 && p.query_start[0] != 0) {
+    return absl::InvalidArgumentError("QuantPagedAttention: query_start[0] must be 0");
+  }
+  int64_t work = 0;
+  const int32_t bs = p.format.block_size;
+  for (int32_t s = 0; s < p.num_seqs; ++s) {
+    const int32_t q_len = p.query_start[s + 1] - p.query_start[s];
+    const int32_t ctx = p.context_lens[s];
+    const int64_t num_blocks = (static_cast<int64_t>(ctx) + bs - 1) / bs;
+    if (q_len < 0 || ctx < q_len || num_blocks > p.max_blocks_per_seq) {
+      return absl::InvalidArgumentError(StrCat("QuantPagedAttention: sequence ", s, " has ",
+                                               q_len, " query tokens, context ", ctx,
+                                               " and room for ", p.max_blocks_per_seq,
+                                               " blocks"));
+    }
+    RETURN_IF_ERROR(ValidateBlocks(p, s, num_blocks));
+    work += static_cast<int64_t>(q_len) * ctx;
+  }
+  return work * p.num_q_heads * p.format.head_dim;
+}
+
+// Per-thread scratch for one work item.
+struct Scratch {
+  std::vector<float> scores;       // [block_size]
+  std::vector<float> k_tile;       // [block_size, head_dim]: one page's decoded K rows
+  std::vector<float> v_tile;       // [block_size, head_dim]
+  std::vector<float> acc;          // [heads_per_item, head_dim], unnormalised output
+  std::vector<float> running_max;  // [heads_per_item]
+  std::vector<float> running_sum;  // [heads_per_item]
+};
+
+// K and V rows of one page for `kv_head`: where they are and how far apart.
+struct PageRows {
+  const float* k;
+  const float* v;
+  int64_t stride;
+};
+
+PageRows ReadPage(const QuantAttentionParams& p, int32_t block, int32_t num_quant, int32_t page,
+                  int32_t kv_head, int32_t count, Scratch& scratch) {
+  const KvPageFormat& f = p.format;
+  const int64_t token_stride = static_cast<int64_t>(f.num_kv_heads) * f.head_dim;
+  const int64_t half_page = f.block_size * token_stride;
+  if (block >= num_quant) {
+    const float* k = p.full.pool + 2 * half_page * page + kv_head * f.head_dim;
+    return {k, k + half_page, token_stride};
+  }
+  const std::byte* bytes = p.quant_pool + f.PageBytes() * static_cast<size_t>(page);
+  if (f.codec == KvCodec::kF32) {
+    const float* k = reinterpret_cast<const float*>(bytes) + kv_head * f.head_dim;
+    return {k, k + half_page, token_stride};
+  }
+  DecodeHeadRows(f, bytes, kv_head, count, scratch.k_tile.data(), scratch.v_tile.data());
+  return {scratch.k_tile.data(), scratch.v_tile.data(), f.head_dim};
+}
+
+// out[h, :] = softmax(q[h, :] . K[0, num_kv)^T * scale) V for `num_heads` consecutive q heads
+// that share `kv_head`. Pages are the outer loop, so each page is decoded once per item.
+void AttendHeads(const QuantAttentionParams& p, const int32_t* block_table, int32_t num_quant,
+                 int32_t kv_head, int32_t num_kv, int32_t num_heads, const float* q, float* out,
+                 Scratch& scratch) {
+  const int32_t d = p.format.head_dim, bs = p.format.block_size;
+  std::fill(scratch.acc.begin(), scratch.acc.end(), 0.0f);
+  std::fill(scratch.running_max.begin(), scratch.running_max.end(),
+            -std::numeric_limits<float>::infinity());
+  std::fill(scratch.running_sum.begin(), scratch.running_sum.end(), 0.0f);
+  for (int32_t start = 0, b = 0; start < num_kv; start += bs, ++b) {
+    const int32_t count = std::min(bs, num_kv - start);
+    const PageRows rows = ReadPage(p, b, num_quant, block_table[b], kv_head, count, scratch);
+    for (int32_t h = 0; h < num_heads; ++h) {
+      UpdateHead(q + h * d, rows.k, rows.v, count, rows.stride, d, p.scale,
+                 scratch.scores.data(), scratch.acc.data() + h * d, scratch.running_max[h],
+                 scratch.running_sum[h]);
+    }
+  }
+  for (int32_t h = 0; h < num_heads; ++h) {
+    const float inv_sum = 1.0f / scratch.running_sum[h];
+    for (int32_t i = 0; i < d; ++i) out[h * d + i] = scratch.acc[h * d + i] * inv_sum;
+  }
+}
+
+// Q heads per work item, as in cpu_attention.cc: whole GQA groups unless that leaves too few
+// items per thread.
+int32_t HeadsPerItem(int64_t num_tokens, int32_t num_q_heads, int32_t group, int threads) {
+  for (int32_t heads = group; heads > 1; --heads) {
+    if (group % heads == 0 && num_tokens * (num_q_heads / heads) >= 4 * int64_t{threads}) {
+      return heads;
+    }
+  }
+  return 1;
+}
+
+bool IsPerTokenCodec(KvCodec codec) {
+  return codec != KvCodec::kKivi4 && codec != KvCodec::kKivi2;
+}
+
+}  // namespace
+
+absl::Status QuantWriteKv(const QuantWriteKvParams& p, int threads) {
+  RETURN_IF_ERROR(p.format.Validate());
+  const KvPageFormat& f = p.format;
+  if (!IsPerTokenCodec(f.codec)) {
+    return absl::InvalidArgumentError(StrCat("QuantWriteKv: ", CodecName(f.codec),
+                                             " pages are written by EncodeKiviGroup"));
+  }
+  if (p.quant_pool == nullptr || p.num_quant_pages <= 0 || p.num_tokens < 0 ||
+      (p.num_tokens > 0 && (p.k == nullptr || p.v == nullptr || p.slots == nullptr))) {
+    return absl::InvalidArgumentError("QuantWriteKv: null pool, k, v or slots");
+  }
+  const int64_t num_slots = static_cast<int64_t>(p.num_quant_pages) * f.block_size;
+  for (int64_t t = 0; t < p.num_tokens; ++t) {
+    if (p.slots[t] < 0 || p.slots[t] >= num_slots) {
+      return absl::InvalidArgumentError(StrCat("QuantWriteKv: slot ", p.slots[t], " of token ", t,
+                                               " is outside the pool's ", num_slots, " slots"));
+    }
+  }
+  const int64_t token_floats = static_cast<int64_t>(f.num_kv_heads) * f.head_dim;
+  const size_t page_bytes = f.PageBytes();
+  const bool parallel = p.num_tokens * token_floats >= kMinParallelWork;
+  // Tokens sharing a page write disjoint rows and scales, so tokens run in parallel.
+#pragma omp parallel for num_threads(parallel ? threads : 1)
+  for (int64_t t = 0; t < p.num_tokens; ++t) {
+    const int64_t page = p.slots[t] / f.block_size;
+    const int32_t offset = static_cast<int32_t>(p.slots[t] % f.block_size);
+    const std::span<std::byte> bytes(p.quant_pool + page * page_bytes, page_bytes);
+    // Cannot fail: the format, codec and slot were checked above.
+    CHECK_OK(EncodeTokens(f, bytes, offset, 1, p.k + t * token_floats, p.v + t * token_floats));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status QuantPagedAttention(const QuantAttentionParams& p, int threads) {
+  ASSIGN_OR_RETURN(const int64_t work, ValidateQuantAttention(p));
+  const int64_t num_tokens = p.num_seqs > 0 ? p.query_start[p.num_seqs] : 0;
+  std::vector<int32_t> seq_of_token(num_tokens);
+  for (int32_t s = 0; s < p.num_seqs; ++s) {
+    std::fill(seq_of_token.begin() + p.query_start[s], seq_of_token.begin() + p.query_start[s + 1],
+              s);
+  }
+  const KvPageFormat& f = p.format;
+  const int32_t group = p.num_q_heads / f.num_kv_heads;
+  const int32_t d = f.head_dim;
+  const int32_t heads_per_item = HeadsPerItem(num_tokens, p.num_q_heads, group, threads);
+  const int32_t items_per_token = p.num_q_heads / heads_per_item;
+  const int64_t num_items = num_tokens * items_per_token;
+  const int64_t tile = static_cast<int64_t>(f.block_size) * d;
+#pragma omp parallel num_threads(work >= kMinParallelWork ? threads : 1)
+  {
+    Scratch scratch{std::vector<float>(f.block_size), std::vector<float>(tile),
+                    std::vector<float>(tile), std::vector<float>(int64_t{heads_per_item} * d),
+                    std::vector<float>(heads_per_item), std::vector<float>(heads_per_item)};
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t item = 0; item < num_items; ++item) {
+      const int64_t t = item / items_per_token;
+      const int32_t first_head = static_cast<int32_t>(item % items_per_token) * heads_per_item;
+      const int32_t s = seq_of_token[t];
+      const int32_t q_len = p.query_start[s + 1] - p.query_start[s];
+      const int32_t position =
+          p.context_lens[s] - q_len + static_cast<int32_t>(t - p.query_start[s]);
+      const int64_t offset = (t * p.num_q_heads + first_head) * d;  // [tokens, q_heads, d]
+      AttendHeads(p, p.block_tables + s * static_cast<int64_t>(p.max_blocks_per_seq),
+                  p.quant_blocks[s], first_head / group, position + 1, heads_per_item,
+                  p.q + offset, p.out + offset, scratch);
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace strata::kernels::cpu

@@ -1,0 +1,584 @@
+// KV page codecs; the byte layouts are documented in kv_codec.h. Encoding and decoding go one
+// (token, head) row at a time through EncodeRow / DecodeRow, which both DecodePage and the
+// attention kernels' DecodeHeadRows use, so every consumer sees the same f32 values.
+#include "kernels/kv_codec.h"
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <vector>
+
+#include "common/dtype.h"
+
+#if defined(__AVX512F__)
+// GCC 12.2 warns about its own _mm512_undefined_* idiom (GCC PR105593), as in cpu_simd.h.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include <immintrin.h>
+#pragma GCC diagnostic pop
+#endif
+
+namespace strata::kernels {
+namespace {
+
+constexpr float kFp8Max = 448.0f;
+constexpr float kInt8Max = 127.0f;
+constexpr int32_t kMaxHeadDim = 1 << 12;  // KvPageFormat::Validate's cap
+
+enum class Side { kKey = 0, kValue = 1 };
+
+uint32_t FloatBits(float x) {
+  uint32_t bits;
+  std::memcpy(&bits, &x, 4);
+  return bits;
+}
+
+float BitsFloat(uint32_t bits) {
+  float x;
+  std::memcpy(&x, &bits, 4);
+  return x;
+}
+
+float LoadF32(const std::byte* p) {
+  float x;
+  std::memcpy(&x, p, 4);
+  return x;
+}
+
+void StoreF32(std::byte* p, float x) { std::memcpy(p, &x, 4); }
+
+// m >> shift, rounded to nearest even.  REQUIRES: 1 <= shift <= 31.
+uint32_t ShiftRne(uint32_t m, int shift) {
+  const uint32_t q = m >> shift;
+  const uint32_t rem = m & ((1u << shift) - 1u);
+  const uint32_t half = 1u << (shift - 1);
+  return q + ((rem > half || (rem == half && (q & 1u))) ? 1u : 0u);
+}
+
+bool IsKivi(KvCodec codec) { return codec == KvCodec::kKivi4 || codec == KvCodec::kKivi2; }
+bool HasTokenScales(KvCodec codec) { return codec == KvCodec::kFp8 || codec == KvCodec::kInt8; }
+
+// Decoded values of the 256 fp8 e4m3fn codes.
+std::array<float, 256> MakeFp8Table() {
+  std::array<float, 256> table;
+  for (uint32_t c = 0; c < 256; ++c) {
+    const uint32_t exp = (c >> 3) & 0xfu, mant = c & 7u;
+    float mag;
+    if (exp == 15 && mant == 7) {
+      mag = std::numeric_limits<float>::quiet_NaN();
+    } else if (exp == 0) {
+      mag = static_cast<float>(mant) * 0x1p-9f;
+    } else {
+      mag = BitsFloat(((exp + 120u) << 23) | (mant << 20));
+    }
+    table[c] = (c & 0x80u) ? -mag : mag;
+  }
+  return table;
+}
+
+const std::array<float, 256> kFp8Table = MakeFp8Table();
+
+// Row-major [tokens][heads] (fp8/int8 scales) or [groups][heads][channels] offsets, in bytes.
+size_t RowIndex(const KvPageFormat& f, int32_t token, int32_t head) {
+  return static_cast<size_t>(token) * f.num_kv_heads + head;
+}
+
+size_t CodeRowOffset(const KvPageFormat& f, Side side, int32_t token, int32_t head) {
+  const size_t base = side == Side::kKey ? f.KCodesOffset() : f.VCodesOffset();
+  return base + RowIndex(f, token, head) * f.RowBytes();
+}
+
+// fp8/int8: offset of the scale of (side, token, head).
+size_t TokenScaleOffset(const KvPageFormat& f, Side side, int32_t token, int32_t head) {
+  const size_t base = side == Side::kKey ? f.KStatsOffset() : f.VStatsOffset();
+  return base + RowIndex(f, token, head) * 4;
+}
+
+// kivi keys: offsets of min[slot][head][0] and scale[slot][head][0].
+size_t KeyMinOffset(const KvPageFormat& f, int32_t slot, int32_t head) {
+  return f.KStatsOffset() + (static_cast<size_t>(slot) * f.num_kv_heads + head) * f.head_dim * 4;
+}
+size_t KeyScaleOffset(const KvPageFormat& f, int32_t slot, int32_t head) {
+  return KeyMinOffset(f, slot, head) +
+         static_cast<size_t>(f.KeyStatGroups()) * f.num_kv_heads * f.head_dim * 4;
+}
+
+// kivi values: offsets of min[token][head][0] and scale[token][head][0].
+size_t ValueMinOffset(const KvPageFormat& f, int32_t token, int32_t head) {
+  return f.VStatsOffset() + RowIndex(f, token, head) * f.ValueStatGroups() * 4;
+}
+size_t ValueScaleOffset(const KvPageFormat& f, int32_t token, int32_t head) {
+  return ValueMinOffset(f, token, head) +
+         static_cast<size_t>(f.block_size) * f.num_kv_heads * f.ValueStatGroups() * 4;
+}
+
+// Max-abs scale for fp8 / int8: amax / max_code, 1 for an all-zero (or unusable) vector.
+float AbsMaxScale(const float* x, int32_t n, float max_code) {
+  float amax = 0.0f;
+  for (int32_t i = 0; i < n; ++i) amax = std::max(amax, std::abs(x[i]));
+  const float scale = amax / max_code;
+  return (scale > 0.0f && std::isfinite(scale)) ? scale : 1.0f;
+}
+
+uint32_t KiviCode(float x, float min, float scale, uint32_t max_code) {
+  if (!(scale > 0.0f)) return 0;
+  const float q = std::nearbyint((x - min) / scale);
+  return static_cast<uint32_t>(std::clamp(q, 0.0f, static_cast<float>(max_code)));
+}
+
+// ORs `code` into channel d of a packed row.
+void PackCode(std::byte* row, int32_t d, int32_t bits, uint32_t code) {
+  const int32_t bit = d * bits;
+  row[bit / 8] |= static_cast<std::byte>(code << (bit % 8));
+}
+
+// codes[i] = channel i of a packed row, i < d.  REQUIRES: d * bits % 8 == 0.
+void UnpackRow(const std::byte* row, int32_t d, int32_t bits, uint8_t* codes) {
+  const int32_t per_byte = 8 / bits;
+  const uint32_t mask = (1u << bits) - 1u;
+  for (int32_t byte = 0; byte < d / per_byte; ++byte) {
+    const uint32_t packed = static_cast<uint32_t>(row[byte]);
+    for (int32_t j = 0; j < per_byte; ++j) {
+      codes[byte * per_byte + j] = static_cast<uint8_t>((packed >> (j * bits)) & mask);
+    }
+  }
+}
+
+// One (token, head) row of a per-token codec from src[D].
+void EncodeRow(const KvPageFormat& f, std::byte* page, Side side, int32_t token, int32_t head,
+               const float* src) {
+  const int32_t d = f.head_dim;
+  std::byte* row = page + CodeRowOffset(f, side, token, head);
+  switch (f.codec) {
+    case KvCodec::kF32:
+      std::memcpy(row, src, d * sizeof(float));
+      return;
+    case KvCodec::kBf16:
+    case KvCodec::kFp16:
+      for (int32_t i = 0; i < d; ++i) {
+        const uint16_t code = f.codec == KvCodec::kBf16 ? EncodeBf16(src[i]) : EncodeFp16(src[i]);
+        std::memcpy(row + 2 * i, &code, 2);
+      }
+      return;
+    case KvCodec::kFp8:
+    case KvCodec::kInt8: {
+      const bool fp8 = f.codec == KvCodec::kFp8;
+      const float scale = AbsMaxScale(src, d, fp8 ? kFp8Max : kInt8Max);
+      StoreF32(page + TokenScaleOffset(f, side, token, head), scale);
+      for (int32_t i = 0; i < d; ++i) {
+        const float x = src[i] / scale;
+        row[i] = static_cast<std::byte>(
+            fp8 ? EncodeFp8E4m3(x)
+                : static_cast<uint8_t>(static_cast<int8_t>(
+                      std::clamp(std::nearbyint(x), -kInt8Max, kInt8Max))));
+      }
+      return;
+    }
+    case KvCodec::kKivi4:
+    case KvCodec::kKivi2:
+      break;  // whole groups only: EncodeKiviGroup
+  }
+}
+
+// d bf16 or fp16 codes to f32. The AVX-512 conversions are exact, like the scalar ones; the
+// only difference is that vcvtph2ps quiets a signalling fp16 NaN.
+void DecodeHalfRow(const std::byte* row, int32_t d, bool bf16, float* dst) {
+  int32_t i = 0;
+#if defined(__AVX512F__)
+  for (; i + 16 <= d; i += 16) {
+    const __m256i codes = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + 2 * i));
+    const __m512 x = bf16 ? _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(codes), 16))
+                          : _mm512_cvtph_ps(codes);
+    _mm512_storeu_ps(dst + i, x);
+  }
+#endif
+  for (; i < d; ++i) {
+    uint16_t code;
+    std::memcpy(&code, row + 2 * i, 2);
+    dst[i] = bf16 ? DecodeBf16(code) : DecodeFp16(code);
+  }
+}
+
+// dst[i] = decode(row[i]) * scale for d fp8 or int8 codes (one rounding, as in the scalar loop).
+void DecodeByteRow(const std::byte* row, int32_t d, bool fp8, float scale, float* dst) {
+  int32_t i = 0;
+#if defined(__AVX512F__)
+  for (; i + 16 <= d; i += 16) {
+    const __m128i codes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(row + i));
+    const __m512 x = fp8 ? _mm512_i32gather_ps(_mm512_cvtepu8_epi32(codes), kFp8Table.data(), 4)
+                         : _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(codes));
+    _mm512_storeu_ps(dst + i, _mm512_mul_ps(x, _mm512_set1_ps(scale)));
+  }
+#endif
+  for (; i < d; ++i) {
+    const uint8_t code = static_cast<uint8_t>(row[i]);
+    dst[i] = (fp8 ? kFp8Table[code] : static_cast<float>(static_cast<int8_t>(code))) * scale;
+  }
+}
+
+// dst[i] = min[i] + codes[i] * scale[i] for i < n, with n f32 mins and scales, or one of each
+// when `broadcast`.
+void DequantizeAffine(const uint8_t* codes, int32_t n, const std::byte* min,
+                      const std::byte* scale, bool broadcast, float* dst) {
+  int32_t i = 0;
+#if defined(__AVX512F__)
+  for (; i + 16 <= n; i += 16) {
+    const __m512 c = _mm512_cvtepi32_ps(
+        _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(codes + i))));
+    const __m512 lo = broadcast ? _mm512_set1_ps(LoadF32(min)) : _mm512_loadu_ps(min + 4 * i);
+    const __m512 sc = broadcast ? _mm512_set1_ps(LoadF32(scale)) : _mm512_loadu_ps(scale + 4 * i);
+    _mm512_storeu_ps(dst + i, _mm512_add_ps(lo, _mm512_mul_ps(c, sc)));
+  }
+#endif
+  for (; i < n; ++i) {
+    const float lo = LoadF32(broadcast ? min : min + 4 * i);
+    const float sc = LoadF32(broadcast ? scale : scale + 4 * i);
+    dst[i] = lo + static_cast<float>(codes[i]) * sc;
+  }
+}
+
+// One (token, head) row back to dst[D].
+void DecodeRow(const KvPageFormat& f, const std::byte* page, Side side, int32_t token,
+               int32_t head, float* dst) {
+  const int32_t d = f.head_dim;
+  const std::byte* row = page + CodeRowOffset(f, side, token, head);
+  switch (f.codec) {
+    case KvCodec::kF32:
+      std::memcpy(dst, row, d * sizeof(float));
+      return;
+    case KvCodec::kBf16:
+    case KvCodec::kFp16:
+      DecodeHalfRow(row, d, f.codec == KvCodec::kBf16, dst);
+      return;
+    case KvCodec::kFp8:
+    case KvCodec::kInt8:
+      DecodeByteRow(row, d, f.codec == KvCodec::kFp8,
+                    LoadF32(page + TokenScaleOffset(f, side, token, head)), dst);
+      return;
+    case KvCodec::kKivi4:
+    case KvCodec::kKivi2: {
+      const int32_t bits = f.CodeBits();
+      uint8_t codes[kMaxHeadDim];
+      UnpackRow(row, d, bits, codes);
+      if (side == Side::kKey) {
+        const int32_t slot = f.block_size >= kKiviGroupTokens ? token / kKiviGroupTokens : 0;
+        DequantizeAffine(codes, d, page + KeyMinOffset(f, slot, head),
+                         page + KeyScaleOffset(f, slot, head), /*broadcast=*/false, dst);
+        return;
+      }
+      const std::byte* mins = page + ValueMinOffset(f, token, head);
+      const std::byte* scales = page + ValueScaleOffset(f, token, head);
+      for (int32_t g = 0; g < f.ValueStatGroups(); ++g) {
+        const int32_t begin = g * kKiviChannelGroup;
+        DequantizeAffine(codes + begin, std::min(kKiviChannelGroup, d - begin), mins + 4 * g,
+                         scales + 4 * g, /*broadcast=*/true, dst + begin);
+      }
+      return;
+    }
+  }
+}
+
+// Min and scale of n values `stride` floats apart, for b-bit asymmetric codes.
+void MinScale(const float* x, int32_t n, int64_t stride, uint32_t max_code, float& min,
+              float& scale) {
+  float lo = x[0], hi = x[0];
+  for (int32_t i = 1; i < n; ++i) {
+    lo = std::min(lo, x[i * stride]);
+    hi = std::max(hi, x[i * stride]);
+  }
+  min = lo;
+  scale = (hi - lo) / static_cast<float>(max_code);
+}
+
+// KIVI keys of one group: per (head, channel) stats over the 32 tokens, stored in every page.
+void EncodeKiviKeys(const KvPageFormat& f, std::span<const std::span<std::byte>> pages,
+                    int32_t first, const float* k) {
+  const int32_t h_count = f.num_kv_heads, d = f.head_dim, bits = f.CodeBits();
+  const uint32_t max_code = (1u << bits) - 1u;
+  const int64_t token_floats = static_cast<int64_t>(h_count) * d;
+  const int32_t slot = f.block_size >= kKiviGroupTokens ? first / kKiviGroupTokens : 0;
+  std::vector<float> mins(d), scales(d);
+  std::vector<std::byte> row(f.RowBytes());
+  for (int32_t h = 0; h < h_count; ++h) {
+    for (int32_t i = 0; i < d; ++i) {
+      MinScale(k + h * d + i, kKiviGroupTokens, token_floats, max_code, mins[i], scales[i]);
+    }
+    for (const std::span<std::byte>& page : pages) {
+      std::memcpy(page.data() + KeyMinOffset(f, slot, h), mins.data(), d * 4);
+      std::memcpy(page.data() + KeyScaleOffset(f, slot, h), scales.data(), d * 4);
+    }
+    for (int32_t t = 0; t < kKiviGroupTokens; ++t) {
+      std::fill(row.begin(), row.end(), std::byte{0});
+      const float* src = k + t * token_floats + h * d;
+      for (int32_t i = 0; i < d; ++i) {
+        PackCode(row.data(), i, bits, KiviCode(src[i], mins[i], scales[i], max_code));
+      }
+      const int32_t slot_token = first + t;
+      std::byte* page = pages[slot_token / f.block_size].data();
+      std::memcpy(page + CodeRowOffset(f, Side::kKey, slot_token % f.block_size, h), row.data(),
+                  row.size());
+    }
+  }
+}
+
+// KIVI values of one token: per (head, channel group) stats.
+void EncodeKiviValueRow(const KvPageFormat& f, std::byte* page, int32_t token, int32_t head,
+                        const float* src) {
+  const int32_t d = f.head_dim, bits = f.CodeBits();
+  const uint32_t max_code = (1u << bits) - 1u;
+  std::byte* row = page + CodeRowOffset(f, Side::kValue, token, head);
+  std::fill(row, row + f.RowBytes(), std::byte{0});
+  for (int32_t g = 0; g < f.ValueStatGroups(); ++g) {
+    const int32_t begin = g * kKiviChannelGroup, end = std::min(d, begin + kKiviChannelGroup);
+    float min, scale;
+    MinScale(src + begin, end - begin, 1, max_code, min, scale);
+    StoreF32(page + ValueMinOffset(f, token, head) + 4 * g, min);
+    StoreF32(page + ValueScaleOffset(f, token, head) + 4 * g, scale);
+    for (int32_t i = begin; i < end; ++i) {
+      PackCode(row, i, bits, KiviCode(src[i], min, scale, max_code));
+    }
+  }
+}
+
+absl::Status CheckPage(const KvPageFormat& f, size_t page_bytes, const char* op) {
+  RETURN_IF_ERROR(f.Validate());
+  if (page_bytes < f.PageBytes()) {
+    return absl::InvalidArgumentError(StrCat(op, ": page has ", page_bytes, " bytes, ",
+                                             CodecName(f.codec), " needs ", f.PageBytes()));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+std::string_view CodecName(KvCodec codec) {
+  switch (codec) {
+    case KvCodec::kF32: return "fp32";
+    case KvCodec::kBf16: return "bf16";
+    case KvCodec::kFp16: return "fp16";
+    case KvCodec::kFp8: return "fp8";
+    case KvCodec::kInt8: return "int8";
+    case KvCodec::kKivi4: return "kivi4";
+    case KvCodec::kKivi2: return "kivi2";
+  }
+  return "?";
+}
+
+std::optional<KvCodec> ParseCodec(std::string_view name) {
+  for (KvCodec codec : {KvCodec::kF32, KvCodec::kBf16, KvCodec::kFp16, KvCodec::kFp8,
+                        KvCodec::kInt8, KvCodec::kKivi4, KvCodec::kKivi2}) {
+    if (CodecName(codec) == name) return codec;
+  }
+  return std::nullopt;
+}
+
+absl::Status KvPageFormat::Validate() const {
+  // The caps keep every byte offset well inside size_t and int64 arithmetic.
+  if (block_size <= 0 || num_kv_heads <= 0 || head_dim <= 0 || block_size > (1 << 16) ||
+      num_kv_heads > (1 << 10) || head_dim > kMaxHeadDim ||
+      static_cast<int>(codec) > static_cast<int>(KvCodec::kKivi2)) {
+    return absl::InvalidArgumentError(StrCat("KV page format: bad shape (block_size=", block_size,
+                                             " kv_heads=", num_kv_heads, " head_dim=", head_dim,
+                                             ")"));
+  }
+  if (IsKivi(codec)) {
+    if (kKiviGroupTokens % block_size != 0 && block_size % kKiviGroupTokens != 0) {
+      return absl::InvalidArgumentError(StrCat(CodecName(codec), " needs block_size dividing or ",
+                                               "divisible by 32, got ", block_size));
+    }
+    if (head_dim * CodeBits() % 8 != 0) {
+      return absl::InvalidArgumentError(StrCat(CodecName(codec), " needs head_dim * ", CodeBits(),
+                                               " bits to be whole bytes, got head_dim ",
+                                               head_dim));
+    }
+  }
+  return absl::OkStatus();
+}
+
+int32_t KvPageFormat::CodeBits() const {
+  switch (codec) {
+    case KvCodec::kF32: return 32;
+    case KvCodec::kBf16:
+    case KvCodec::kFp16: return 16;
+    case KvCodec::kFp8:
+    case KvCodec::kInt8: return 8;
+    case KvCodec::kKivi4: return 4;
+    case KvCodec::kKivi2: return 2;
+  }
+  return 32;
+}
+
+size_t KvPageFormat::RowBytes() const { return static_cast<size_t>(head_dim) * CodeBits() / 8; }
+
+int32_t KvPageFormat::KeyStatGroups() const {
+  return IsKivi(codec) ? std::max(1, block_size / kKiviGroupTokens) : 0;
+}
+
+int32_t KvPageFormat::ValueStatGroups() const {
+  return IsKivi(codec) ? (head_dim + kKiviChannelGroup - 1) / kKiviChannelGroup : 0;
+}
+
+size_t KvPageFormat::VCodesOffset() const {
+  return static_cast<size_t>(block_size) * num_kv_heads * RowBytes();
+}
+
+size_t KvPageFormat::KStatsOffset() const { return 2 * VCodesOffset(); }
+
+size_t KvPageFormat::VStatsOffset() const {
+  const size_t rows = static_cast<size_t>(block_size) * num_kv_heads;
+  if (HasTokenScales(codec)) return KStatsOffset() + rows * 4;
+  return KStatsOffset() + static_cast<size_t>(KeyStatGroups()) * num_kv_heads * head_dim * 2 * 4;
+}
+
+size_t KvPageFormat::PageBytes() const {
+  const size_t rows = static_cast<size_t>(block_size) * num_kv_heads;
+  if (HasTokenScales(codec)) return VStatsOffset() + rows * 4;
+  return VStatsOffset() + rows * ValueStatGroups() * 2 * 4;
+}
+
+double BytesPerToken(const KvPageFormat& format) {
+  return static_cast<double>(format.PageBytes()) / format.block_size;
+}
+
+uint16_t EncodeBf16(float x) {
+  const uint32_t bits = FloatBits(x);
+  if ((bits & 0x7fffffffu) > 0x7f800000u) {
+    // Truncate the payload; if that would leave an all-zero mantissa (inf), set the quiet bit.
+    const uint16_t code = static_cast<uint16_t>(bits >> 16);
+    return (code & 0x7fu) != 0 ? code : static_cast<uint16_t>(code | 0x40u);
+  }
+  return static_cast<uint16_t>((bits + 0x7fffu + ((bits >> 16) & 1u)) >> 16);
+}
+
+float DecodeBf16(uint16_t code) { return BitsFloat(static_cast<uint32_t>(code) << 16); }
+
+uint16_t EncodeFp16(float x) {
+  uint32_t bits = FloatBits(x);
+  const uint16_t sign = static_cast<uint16_t>((bits >> 16) & 0x8000u);
+  bits &= 0x7fffffffu;
+  if (bits > 0x7f800000u) {  // NaN: keep the top payload bits, stay a NaN
+    const uint16_t mant = static_cast<uint16_t>((bits >> 13) & 0x3ffu);
+    return sign | 0x7c00u | (mant != 0 ? mant : 0x200u);
+  }
+  if (bits >= 0x477ff000u) return sign | 0x7c00u;  // >= 65520 (and inf) rounds to inf
+  const uint32_t exp = bits >> 23;
+  if (exp >= 113) {  // normal half: >= 2^-14
+    uint32_t h = ((exp - 112) << 10) | ((bits & 0x7fffffu) >> 13);
+    const uint32_t rem = bits & 0x1fffu;
+    if (rem > 0x1000u || (rem == 0x1000u && (h & 1u))) ++h;  // a carry may reach the exponent
+    return static_cast<uint16_t>(sign | h);
+  }
+  if (exp < 102) return sign;  // below half the smallest subnormal (2^-25)
+  // Subnormal half: value / 2^-24 = mantissa (with its leading 1) >> (126 - exp).
+  return static_cast<uint16_t>(sign | ShiftRne((bits & 0x7fffffu) | 0x800000u, 126 - exp));
+}
+
+float DecodeFp16(uint16_t code) { return F16ToF32(code); }
+
+uint8_t EncodeFp8E4m3(float x) {
+  uint32_t bits = FloatBits(x);
+  const uint8_t sign = static_cast<uint8_t>((bits >> 24) & 0x80u);
+  bits &= 0x7fffffffu;
+  if (bits > 0x7f800000u) return sign | 0x7fu;   // NaN
+  if (bits >= 0x43e00000u) return sign | 0x7eu;  // >= 448 (and inf) saturates
+  const uint32_t exp = bits >> 23;
+  if (exp >= 121) {  // normal e4m3: >= 2^-6; below 448 rounding stops at 0x7e
+    uint32_t c = ((exp - 120) << 3) | ((bits & 0x7fffffu) >> 20);
+    const uint32_t rem = bits & 0xfffffu;
+    if (rem > 0x80000u || (rem == 0x80000u && (c & 1u))) ++c;
+    return static_cast<uint8_t>(sign | c);
+  }
+  if (exp < 117) return sign;  // below half the smallest subnormal (2^-10)
+  // Subnormal e4m3: value / 2^-9 = mantissa (with its leading 1) >> (141 - exp).
+  return static_cast<uint8_t>(sign | ShiftRne((bits & 0x7fffffu) | 0x800000u, 141 - exp));
+}
+
+float DecodeFp8E4m3(uint8_t code) { return kFp8Table[code]; }
+
+absl::Status EncodeTokens(const KvPageFormat& format, std::span<std::byte> page, int32_t first,
+                          int32_t count, const float* k, const float* v) {
+  RETURN_IF_ERROR(CheckPage(format, page.size(), "EncodeTokens"));
+  if (IsKivi(format.codec)) {
+    return absl::InvalidArgumentError(StrCat("EncodeTokens: ", CodecName(format.codec),
+                                             " pages are written a 32-token group at a time"));
+  }
+  if (first < 0 || count < 0 || first > format.block_size - count ||
+      (count > 0 && (k == nullptr || v == nullptr))) {
+    return absl::InvalidArgumentError(StrCat("EncodeTokens: tokens [", first, ", +", count,
+                                             ") of a ", format.block_size, "-token page"));
+  }
+  const int64_t token_floats = static_cast<int64_t>(format.num_kv_heads) * format.head_dim;
+  for (int32_t t = 0; t < count; ++t) {
+    for (int32_t h = 0; h < format.num_kv_heads; ++h) {
+      const int64_t src = t * token_floats + h * format.head_dim;
+      EncodeRow(format, page.data(), Side::kKey, first + t, h, k + src);
+      EncodeRow(format, page.data(), Side::kValue, first + t, h, v + src);
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status EncodeKiviGroup(const KvPageFormat& format,
+                             std::span<const std::span<std::byte>> pages,
+                             int32_t first_token_in_first_page, const float* k, const float* v) {
+  RETURN_IF_ERROR(format.Validate());
+  if (!IsKivi(format.codec) || k == nullptr || v == nullptr) {
+    return absl::InvalidArgumentError(StrCat("EncodeKiviGroup: needs a kivi codec and k, v, got ",
+                                             CodecName(format.codec)));
+  }
+  const int32_t bs = format.block_size;
+  const size_t want_pages = bs < kKiviGroupTokens ? kKiviGroupTokens / bs : 1;
+  const int32_t first = first_token_in_first_page;
+  if (pages.size() != want_pages || first < 0 || first % kKiviGroupTokens != 0 ||
+      first + kKiviGroupTokens > std::max(bs, kKiviGroupTokens)) {
+    return absl::InvalidArgumentError(StrCat("EncodeKiviGroup: ", pages.size(),
+                                             " pages starting at token ", first, "; block_size ",
+                                             bs, " needs ", want_pages, " starting at a multiple ",
+                                             "of 32 inside the page"));
+  }
+  for (const std::span<std::byte>& page : pages) {
+    RETURN_IF_ERROR(CheckPage(format, page.size(), "EncodeKiviGroup"));
+  }
+  EncodeKiviKeys(format, pages, first, k);
+  const int64_t token_floats = static_cast<int64_t>(format.num_kv_heads) * format.head_dim;
+  for (int32_t t = 0; t < kKiviGroupTokens; ++t) {
+    const int32_t slot_token = first + t;
+    std::byte* page = pages[slot_token / bs].data();
+    for (int32_t h = 0; h < format.num_kv_heads; ++h) {
+      EncodeKiviValueRow(format, page, slot_token % bs, h,
+                         v + t * token_floats + h * format.head_dim);
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status DecodePage(const KvPageFormat& format, std::span<const std::byte> page,
+                        int32_t count, float* k, float* v) {
+  RETURN_IF_ERROR(CheckPage(format, page.size(), "DecodePage"));
+  if (count < 0 || count > format.block_size || (count > 0 && (k == nullptr || v == nullptr))) {
+    return absl::InvalidArgumentError(StrCat("DecodePage: ", count, " tokens of a ",
+                                             format.block_size, "-token page"));
+  }
+  const int64_t token_floats = static_cast<int64_t>(format.num_kv_heads) * format.head_dim;
+  for (int32_t t = 0; t < count; ++t) {
+    for (int32_t h = 0; h < format.num_kv_heads; ++h) {
+      const int64_t dst = t * token_floats + h * format.head_dim;
+      DecodeRow(format, page.data(), Side::kKey, t, h, k + dst);
+      DecodeRow(format, page.data(), Side::kValue, t, h, v + dst);
+    }
+  }
+  return absl::OkStatus();
+}
+
+void DecodeHeadRows(const KvPageFormat& format, const std::byte* page, int32_t kv_head,
+                    int32_t count, float* k_rows, float* v_rows) {
+  for (int32_t t = 0; t < count; ++t) {
+    DecodeRow(format, page, Side::kKey, t, kv_head, k_rows + t * format.head_dim);
+    DecodeRow(format, page, Side::kValue, t, kv_head, v_rows + t * format.head_dim);
+  }
+}
+
+}  // namespace strata::kernels
