@@ -13,132 +13,11 @@
 #include <limits>
 #include <vector>
 
+#include "kernels/cpu/cpu_attention_math.h"
 #include "kernels/cpu/cpu_kernels.h"
-#include "kernels/cpu/cpu_simd.h"
 
 namespace strata::kernels::cpu {
 namespace {
-
-// Attention work (q.k multiply-adds) below which one thread is faster than a parallel region.
-constexpr int64_t kMinParallelWork = 1 << 14;
-
-// One page's worth of attention math for one q head: `count` keys / values whose rows are
-// `stride` floats apart. Head dims that are a small multiple of 16 keep q and the output
-// accumulator in registers (fixed-size templates; the unroll pragmas are what keeps GCC from
-// spilling the accumulator arrays to the stack); other head dims take the masked generic path.
-
-// scores[j] = (q . k_j) * scale for j < count; returns max_j scores[j].
-float ComputeScoresGeneric(const float* q, const float* k, int32_t count, int64_t stride,
-                           int32_t d, float scale, float* scores) {
-  float block_max = -std::numeric_limits<float>::infinity();
-  for (int32_t j = 0; j < count; ++j) {
-    const float* kj = k + j * stride;
-    float dot = 0.0f;
-    int32_t i = 0;
-#if defined(__AVX512F__)
-    __m512 acc = _mm512_setzero_ps();
-    for (; i < d; i += 16) {
-      const __mmask16 mask = TailMask16(d - i);
-      acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask, q + i), _mm512_maskz_loadu_ps(mask, kj + i),
-                            acc);
-    }
-    dot = _mm512_reduce_add_ps(acc);
-#endif
-    for (; i < d; ++i) dot += q[i] * kj[i];
-    scores[j] = dot * scale;
-    block_max = std::max(block_max, scores[j]);
-  }
-  return block_max;
-}
-
-// acc[:] = acc[:] * correction + sum_j scores[j] * v_j[:].
-void AccumulateValuesGeneric(const float* scores, const float* v, int32_t count, int64_t stride,
-                             int32_t d, float correction, float* acc) {
-  int32_t i = 0;
-#if defined(__AVX512F__)
-  for (; i < d; i += 16) {
-    const __mmask16 mask = TailMask16(d - i);
-    __m512 sum = _mm512_mul_ps(_mm512_maskz_loadu_ps(mask, acc + i), _mm512_set1_ps(correction));
-    for (int32_t j = 0; j < count; ++j) {
-      sum = _mm512_fmadd_ps(_mm512_set1_ps(scores[j]), _mm512_maskz_loadu_ps(mask, v + j * stride + i),
-                            sum);
-    }
-    _mm512_mask_storeu_ps(acc + i, mask, sum);
-  }
-#endif
-  for (; i < d; ++i) {
-    float sum = acc[i] * correction;
-    for (int32_t j = 0; j < count; ++j) sum += scores[j] * v[j * stride + i];
-    acc[i] = sum;
-  }
-}
-
-#if defined(__AVX512F__)
-template <int kChunks>  // head_dim == 16 * kChunks
-float ComputeScoresFixed(const float* q, const float* k, int32_t count, int64_t stride,
-                         float scale, float* scores) {
-  __m512 qv[kChunks];
-#pragma GCC unroll 8
-  for (int c = 0; c < kChunks; ++c) qv[c] = _mm512_loadu_ps(q + 16 * c);
-  float block_max = -std::numeric_limits<float>::infinity();
-  for (int32_t j = 0; j < count; ++j) {
-    const float* kj = k + j * stride;
-    __m512 acc = _mm512_mul_ps(qv[0], _mm512_loadu_ps(kj));
-#pragma GCC unroll 8
-    for (int c = 1; c < kChunks; ++c) acc = _mm512_fmadd_ps(qv[c], _mm512_loadu_ps(kj + 16 * c), acc);
-    scores[j] = _mm512_reduce_add_ps(acc) * scale;
-    block_max = std::max(block_max, scores[j]);
-  }
-  return block_max;
-}
-
-template <int kChunks>
-void AccumulateValuesFixed(const float* scores, const float* v, int32_t count, int64_t stride,
-                           float correction, float* acc) {
-  __m512 sum[kChunks];
-#pragma GCC unroll 8
-  for (int c = 0; c < kChunks; ++c) {
-    sum[c] = _mm512_mul_ps(_mm512_loadu_ps(acc + 16 * c), _mm512_set1_ps(correction));
-  }
-  for (int32_t j = 0; j < count; ++j) {
-    const __m512 w = _mm512_set1_ps(scores[j]);
-#pragma GCC unroll 8
-    for (int c = 0; c < kChunks; ++c) {
-      sum[c] = _mm512_fmadd_ps(w, _mm512_loadu_ps(v + j * stride + 16 * c), sum[c]);
-    }
-  }
-#pragma GCC unroll 8
-  for (int c = 0; c < kChunks; ++c) _mm512_storeu_ps(acc + 16 * c, sum[c]);
-}
-#endif
-
-float ComputeScores(const float* q, const float* k, int32_t count, int64_t stride, int32_t d,
-                    float scale, float* scores) {
-#if defined(__AVX512F__)
-  switch (d) {
-    case 32: return ComputeScoresFixed<2>(q, k, count, stride, scale, scores);
-    case 64: return ComputeScoresFixed<4>(q, k, count, stride, scale, scores);
-    case 96: return ComputeScoresFixed<6>(q, k, count, stride, scale, scores);
-    case 128: return ComputeScoresFixed<8>(q, k, count, stride, scale, scores);
-    default: break;
-  }
-#endif
-  return ComputeScoresGeneric(q, k, count, stride, d, scale, scores);
-}
-
-void AccumulateValues(const float* scores, const float* v, int32_t count, int64_t stride,
-                      int32_t d, float correction, float* acc) {
-#if defined(__AVX512F__)
-  switch (d) {
-    case 32: return AccumulateValuesFixed<2>(scores, v, count, stride, correction, acc);
-    case 64: return AccumulateValuesFixed<4>(scores, v, count, stride, correction, acc);
-    case 96: return AccumulateValuesFixed<6>(scores, v, count, stride, correction, acc);
-    case 128: return AccumulateValuesFixed<8>(scores, v, count, stride, correction, acc);
-    default: break;
-  }
-#endif
-  AccumulateValuesGeneric(scores, v, count, stride, d, correction, acc);
-}
 
 absl::Status ValidatePool(const KvPoolView& kv, const char* op) {
   if (kv.pool == nullptr || kv.num_pages <= 0 || kv.block_size <= 0 || kv.num_kv_heads <= 0 ||
@@ -195,23 +74,6 @@ struct AttentionScratch {
   std::vector<float> running_sum;  // [heads_per_item]
 };
 
-// Folds one page (`count` keys / values, rows `token_stride` floats apart) into one head's
-// online softmax: rescale what was accumulated by e^(old max - new max), add the page's terms.
-void UpdateHead(const float* q, const float* k, const float* v, int32_t count,
-                int64_t token_stride, int32_t d, float scale, float* scores, float* acc,
-                float& running_max, float& running_sum) {
-  const float block_max = ComputeScores(q, k, count, token_stride, d, scale, scores);
-  const float new_max = std::max(running_max, block_max);
-  const float correction = std::exp(running_max - new_max);  // 0 on the first page
-  for (int32_t j = 0; j < count; ++j) scores[j] -= new_max;
-  ExpInPlace(scores, count);
-  float page_sum = 0.0f;
-  for (int32_t j = 0; j < count; ++j) page_sum += scores[j];
-  running_sum = running_sum * correction + page_sum;
-  AccumulateValues(scores, v, count, token_stride, d, correction, acc);
-  running_max = new_max;
-}
-
 // out[h, :] = softmax(q[h, :] . K[0, num_kv)^T * scale) V for `num_heads` consecutive q heads
 // that share `kv_head`. Pages are the outer loop, so each page's K and V rows are read from
 // memory once and then served from L1 to every head of the item.
@@ -239,19 +101,6 @@ void AttendHeads(const PagedAttentionParams& p, const int32_t* block_table, int3
     const float inv_sum = 1.0f / scratch.running_sum[h];
     for (int32_t i = 0; i < d; ++i) out[h * d + i] = scratch.acc[h * d + i] * inv_sum;
   }
-}
-
-// Q heads per work item: the largest divisor of the GQA group that still leaves a few items
-// per thread. Whole groups read each K/V row once instead of once per q head (7x less memory
-// traffic for Qwen2.5-0.5B's 14:2 heads); splitting groups keeps all threads busy when there are
-// few tokens (single-sequence decode).
-int32_t HeadsPerItem(int64_t num_tokens, int32_t num_q_heads, int32_t group, int threads) {
-  for (int32_t heads = group; heads > 1; --heads) {
-    if (group % heads == 0 && num_tokens * (num_q_heads / heads) >= 4 * int64_t{threads}) {
-      return heads;
-    }
-  }
-  return 1;
 }
 
 }  // namespace

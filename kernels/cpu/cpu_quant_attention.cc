@@ -8,9 +8,8 @@
 // which then serves every head of the item; the sequence is never expanded into a full-precision
 // copy. fp32 pages and KIVI's f32 residual pages are read in place.
 //
-// The score / accumulate helpers repeat cpu_attention.cc's (same instructions, same order) so
-// that the fp32 codec through this path equals PagedAttention bit for bit; they are private to
-// that file today, and moving them into a shared header is its owner's call.
+// The score / accumulate math is cpu_attention_math.h's, shared with the f32 kernel, so the fp32
+// codec through this path equals PagedAttention bit for bit.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -19,146 +18,11 @@
 #include <span>
 #include <vector>
 
+#include "kernels/cpu/cpu_attention_math.h"
 #include "kernels/cpu/cpu_kernels.h"
-#include "kernels/cpu/cpu_simd.h"
 
 namespace strata::kernels::cpu {
 namespace {
-
-// Attention work (q.k multiply-adds) below which one thread is faster than a parallel region.
-constexpr int64_t kMinParallelWork = 1 << 14;
-
-// scores[j] = (q . k_j) * scale for j < count (rows `stride` floats apart); returns the max.
-float ScoresGeneric(const float* q, const float* k, int32_t count, int64_t stride, int32_t d,
-                    float scale, float* scores) {
-  float block_max = -std::numeric_limits<float>::infinity();
-  for (int32_t j = 0; j < count; ++j) {
-    const float* kj = k + j * stride;
-    float dot = 0.0f;
-    int32_t i = 0;
-#if defined(__AVX512F__)
-    __m512 acc = _mm512_setzero_ps();
-    for (; i < d; i += 16) {
-      const __mmask16 mask = TailMask16(d - i);
-      acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask, q + i), _mm512_maskz_loadu_ps(mask, kj + i),
-                            acc);
-    }
-    dot = _mm512_reduce_add_ps(acc);
-#endif
-    for (; i < d; ++i) dot += q[i] * kj[i];
-    scores[j] = dot * scale;
-    block_max = std::max(block_max, scores[j]);
-  }
-  return block_max;
-}
-
-// acc[:] = acc[:] * correction + sum_j scores[j] * v_j[:].
-void AccumulateGeneric(const float* scores, const float* v, int32_t count, int64_t stride,
-                       int32_t d, float correction, float* acc) {
-  int32_t i = 0;
-#if defined(__AVX512F__)
-  for (; i < d; i += 16) {
-    const __mmask16 mask = TailMask16(d - i);
-    __m512 sum = _mm512_mul_ps(_mm512_maskz_loadu_ps(mask, acc + i), _mm512_set1_ps(correction));
-    for (int32_t j = 0; j < count; ++j) {
-      sum = _mm512_fmadd_ps(_mm512_set1_ps(scores[j]),
-                            _mm512_maskz_loadu_ps(mask, v + j * stride + i), sum);
-    }
-    _mm512_mask_storeu_ps(acc + i, mask, sum);
-  }
-#endif
-  for (; i < d; ++i) {
-    float sum = acc[i] * correction;
-    for (int32_t j = 0; j < count; ++j) sum += scores[j] * v[j * stride + i];
-    acc[i] = sum;
-  }
-}
-
-#if defined(__AVX512F__)
-template <int kChunks>  // head_dim == 16 * kChunks: q and the accumulator stay in registers
-float ScoresFixed(const float* q, const float* k, int32_t count, int64_t stride, float scale,
-                  float* scores) {
-  __m512 qv[kChunks];
-#pragma GCC unroll 8
-  for (int c = 0; c < kChunks; ++c) qv[c] = _mm512_loadu_ps(q + 16 * c);
-  float block_max = -std::numeric_limits<float>::infinity();
-  for (int32_t j = 0; j < count; ++j) {
-    const float* kj = k + j * stride;
-    __m512 acc = _mm512_mul_ps(qv[0], _mm512_loadu_ps(kj));
-#pragma GCC unroll 8
-    for (int c = 1; c < kChunks; ++c) {
-      acc = _mm512_fmadd_ps(qv[c], _mm512_loadu_ps(kj + 16 * c), acc);
-    }
-    scores[j] = _mm512_reduce_add_ps(acc) * scale;
-    block_max = std::max(block_max, scores[j]);
-  }
-  return block_max;
-}
-
-template <int kChunks>
-void AccumulateFixed(const float* scores, const float* v, int32_t count, int64_t stride,
-                     float correction, float* acc) {
-  __m512 sum[kChunks];
-#pragma GCC unroll 8
-  for (int c = 0; c < kChunks; ++c) {
-    sum[c] = _mm512_mul_ps(_mm512_loadu_ps(acc + 16 * c), _mm512_set1_ps(correction));
-  }
-  for (int32_t j = 0; j < count; ++j) {
-    const __m512 w = _mm512_set1_ps(scores[j]);
-#pragma GCC unroll 8
-    for (int c = 0; c < kChunks; ++c) {
-      sum[c] = _mm512_fmadd_ps(w, _mm512_loadu_ps(v + j * stride + 16 * c), sum[c]);
-    }
-  }
-#pragma GCC unroll 8
-  for (int c = 0; c < kChunks; ++c) _mm512_storeu_ps(acc + 16 * c, sum[c]);
-}
-#endif
-
-float Scores(const float* q, const float* k, int32_t count, int64_t stride, int32_t d,
-             float scale, float* scores) {
-#if defined(__AVX512F__)
-  switch (d) {
-    case 32: return ScoresFixed<2>(q, k, count, stride, scale, scores);
-    case 64: return ScoresFixed<4>(q, k, count, stride, scale, scores);
-    case 96: return ScoresFixed<6>(q, k, count, stride, scale, scores);
-    case 128: return ScoresFixed<8>(q, k, count, stride, scale, scores);
-    default: break;
-  }
-#endif
-  return ScoresGeneric(q, k, count, stride, d, scale, scores);
-}
-
-void Accumulate(const float* scores, const float* v, int32_t count, int64_t stride, int32_t d,
-                float correction, float* acc) {
-#if defined(__AVX512F__)
-  switch (d) {
-    case 32: return AccumulateFixed<2>(scores, v, count, stride, correction, acc);
-    case 64: return AccumulateFixed<4>(scores, v, count, stride, correction, acc);
-    case 96: return AccumulateFixed<6>(scores, v, count, stride, correction, acc);
-    case 128: return AccumulateFixed<8>(scores, v, count, stride, correction, acc);
-    default: break;
-  }
-#endif
-  AccumulateGeneric(scores, v, count, stride, d, correction, acc);
-}
-
-// Folds one page (`count` keys / values, rows `stride` floats apart) into one head's online
-// softmax: rescale what was accumulated by e^(old max - new max), add the page's terms.
-void UpdateHead(const float* q, const float* k, const float* v, int32_t count, int64_t stride,
-                int32_t d, float scale, float* scores, float* acc, float& running_max,
-                float& running_sum) {
-  const float block_max = Scores(q, k, count, stride, d, scale, scores);
-  const float new_max = std::max(running_max, block_max);
-  const float correction = std::exp(running_max - new_max);  // 0 on the first page
-  for (int32_t j = 0; j < count; ++j) scores[j] -= new_max;
-  ExpInPlace(scores, count);
-  float page_sum = 0.0f;
-  for (int32_t j = 0; j < count; ++j) page_sum += scores[j];
-  running_sum = running_sum * correction + page_sum;
-  Accumulate(scores, v, count, stride, d, correction, acc);
-  running_max = new_max;
-}
 
 absl::Status ValidatePools(const QuantAttentionParams& p) {
   RETURN_IF_ERROR(p.format.Validate());
@@ -293,17 +157,6 @@ void AttendHeads(const QuantAttentionParams& p, const int32_t* block_table, int3
     const float inv_sum = 1.0f / scratch.running_sum[h];
     for (int32_t i = 0; i < d; ++i) out[h * d + i] = scratch.acc[h * d + i] * inv_sum;
   }
-}
-
-// Q heads per work item, as in cpu_attention.cc: whole GQA groups unless that leaves too few
-// items per thread.
-int32_t HeadsPerItem(int64_t num_tokens, int32_t num_q_heads, int32_t group, int threads) {
-  for (int32_t heads = group; heads > 1; --heads) {
-    if (group % heads == 0 && num_tokens * (num_q_heads / heads) >= 4 * int64_t{threads}) {
-      return heads;
-    }
-  }
-  return 1;
 }
 
 bool IsPerTokenCodec(KvCodec codec) {
