@@ -12,14 +12,7 @@
 
 #include "common/dtype.h"
 
-#if defined(__AVX512F__)
-// GCC 12.2 warns about its own _mm512_undefined_* idiom (GCC PR105593), as in cpu_simd.h.
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#include <immintrin.h>
-#pragma GCC diagnostic pop
-#endif
+#include "kernels/cpu/cpu_simd.h"  // immintrin.h without GCC 12.2's false warnings
 
 namespace strata::kernels {
 namespace {

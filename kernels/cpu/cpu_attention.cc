@@ -39,20 +39,11 @@ absl::StatusOr<int64_t> ValidateAttention(const PagedAttentionParams& p) {
                                              p.num_seqs, " q_heads=", p.num_q_heads,
                                              " kv_heads=", p.kv.num_kv_heads, ")"));
   }
-  if (p.num_seqs > 0 && p.query_start[0] != 0) {
-    return absl::InvalidArgumentError("PagedAttention: query_start[0] must be 0");
-  }
   int64_t work = 0;
-  const int32_t bs = p.kv.block_size;
   for (int32_t s = 0; s < p.num_seqs; ++s) {
-    const int32_t q_len = p.query_start[s + 1] - p.query_start[s];
-    const int32_t ctx = p.context_lens[s];
-    const int64_t num_blocks = (static_cast<int64_t>(ctx) + bs - 1) / bs;
-    if (q_len < 0 || ctx < q_len || num_blocks > p.max_blocks_per_seq) {
-      return absl::InvalidArgumentError(StrCat("PagedAttention: sequence ", s, " has ", q_len,
-                                               " query tokens, context ", ctx, " and room for ",
-                                               p.max_blocks_per_seq, " blocks"));
-    }
+    ASSIGN_OR_RETURN(const int64_t num_blocks,
+                     VarlenBlocks("PagedAttention", p.query_start, p.context_lens, s,
+                                  p.kv.block_size, p.max_blocks_per_seq));
     for (int64_t b = 0; b < num_blocks; ++b) {
       const int32_t page = p.block_tables[s * static_cast<int64_t>(p.max_blocks_per_seq) + b];
       if (page < 0 || page >= p.kv.num_pages) {
@@ -61,7 +52,7 @@ absl::StatusOr<int64_t> ValidateAttention(const PagedAttentionParams& p) {
                                                  p.kv.num_pages));
       }
     }
-    work += static_cast<int64_t>(q_len) * ctx;
+    work += static_cast<int64_t>(p.query_start[s + 1] - p.query_start[s]) * p.context_lens[s];
   }
   return work * p.num_q_heads * p.kv.head_dim;
 }

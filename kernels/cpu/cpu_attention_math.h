@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <limits>
 
+#include "common/status.h"
 #include "kernels/cpu/cpu_simd.h"
 
 namespace strata::kernels::cpu {
@@ -173,6 +174,25 @@ inline int32_t HeadsPerItem(int64_t num_tokens, int32_t num_q_heads, int32_t gro
     }
   }
   return 1;
+}
+
+// Sequence s of a varlen batch: its query rows fit its context and the context fits its block
+// table. Returns its number of KV blocks; InvalidArgument naming `op` otherwise.
+inline absl::StatusOr<int64_t> VarlenBlocks(const char* op, const int32_t* query_start,
+                                            const int32_t* context_lens, int32_t s,
+                                            int32_t block_size, int32_t max_blocks_per_seq) {
+  if (s == 0 && query_start[0] != 0) {
+    return absl::InvalidArgumentError(StrCat(op, ": query_start[0] must be 0"));
+  }
+  const int32_t q_len = query_start[s + 1] - query_start[s];
+  const int32_t ctx = context_lens[s];
+  const int64_t num_blocks = (static_cast<int64_t>(ctx) + block_size - 1) / block_size;
+  if (q_len < 0 || ctx < q_len || num_blocks > max_blocks_per_seq) {
+    return absl::InvalidArgumentError(StrCat(op, ": sequence ", s, " has ", q_len,
+                                             " query tokens, context ", ctx, " and room for ",
+                                             max_blocks_per_seq, " blocks"));
+  }
+  return num_blocks;
 }
 
 }  // namespace strata::kernels::cpu

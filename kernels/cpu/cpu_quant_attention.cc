@@ -78,23 +78,13 @@ absl::StatusOr<int64_t> ValidateQuantAttention(const QuantAttentionParams& p) {
                                              p.num_seqs, " q_heads=", p.num_q_heads,
                                              " kv_heads=", num_kv_heads, ")"));
   }
-  if (p.num_seqs > 0 && p.query_start[0] != 0) {
-    return absl::InvalidArgumentError("QuantPagedAttention: query_start[0] must be 0");
-  }
   int64_t work = 0;
-  const int32_t bs = p.format.block_size;
   for (int32_t s = 0; s < p.num_seqs; ++s) {
-    const int32_t q_len = p.query_start[s + 1] - p.query_start[s];
-    const int32_t ctx = p.context_lens[s];
-    const int64_t num_blocks = (static_cast<int64_t>(ctx) + bs - 1) / bs;
-    if (q_len < 0 || ctx < q_len || num_blocks > p.max_blocks_per_seq) {
-      return absl::InvalidArgumentError(StrCat("QuantPagedAttention: sequence ", s, " has ",
-                                               q_len, " query tokens, context ", ctx,
-                                               " and room for ", p.max_blocks_per_seq,
-                                               " blocks"));
-    }
+    ASSIGN_OR_RETURN(const int64_t num_blocks,
+                     VarlenBlocks("QuantPagedAttention", p.query_start, p.context_lens, s,
+                                  p.format.block_size, p.max_blocks_per_seq));
     RETURN_IF_ERROR(ValidateBlocks(p, s, num_blocks));
-    work += static_cast<int64_t>(q_len) * ctx;
+    work += static_cast<int64_t>(p.query_start[s + 1] - p.query_start[s]) * p.context_lens[s];
   }
   return work * p.num_q_heads * p.format.head_dim;
 }
