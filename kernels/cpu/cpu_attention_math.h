@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <vector>
 
 #include "common/status.h"
 #include "kernels/cpu/cpu_simd.h"
@@ -194,5 +195,108 @@ inline absl::StatusOr<int64_t> VarlenBlocks(const char* op, const int32_t* query
   }
   return num_blocks;
 }
+
+// K and V rows of one page for one kv head: where they are and how far apart (in floats).
+struct PageRows {
+  const float* k;
+  const float* v;
+  int64_t stride;
+};
+
+// Per-thread online-softmax state of one work item.
+struct SoftmaxScratch {
+  SoftmaxScratch(int32_t block_size, int32_t heads, int32_t d)
+      : scores(block_size), acc(int64_t{heads} * d), running_max(heads), running_sum(heads) {}
+  std::vector<float> scores;       // [block_size]
+  std::vector<float> acc;          // [heads, head_dim], unnormalised output
+  std::vector<float> running_max;  // [heads]
+  std::vector<float> running_sum;  // [heads]
+};
+
+// out[h, :] = softmax(q[h, :] . K[0, num_kv)^T * scale) V for `num_heads` consecutive q heads
+// that share a kv head. Pages are the outer loop, so each page's K and V rows are read (or
+// decoded) once and then served from L1 to every head of the item. `rows_of(b, count)` returns
+// the rows of logical block b, of which the first `count` are in the context.
+template <typename RowsOf>
+void AttendPages(int32_t num_kv, int32_t block_size, int32_t num_heads, int32_t d, float scale,
+                 const float* q, float* out, SoftmaxScratch& s, RowsOf rows_of) {
+  std::fill(s.acc.begin(), s.acc.end(), 0.0f);
+  std::fill(s.running_max.begin(), s.running_max.end(), -std::numeric_limits<float>::infinity());
+  std::fill(s.running_sum.begin(), s.running_sum.end(), 0.0f);
+  for (int32_t start = 0, b = 0; start < num_kv; start += block_size, ++b) {
+    const int32_t count = std::min(block_size, num_kv - start);
+    const PageRows rows = rows_of(b, count);
+    for (int32_t h = 0; h < num_heads; ++h) {
+      UpdateHead(q + h * d, rows.k, rows.v, count, rows.stride, d, scale, s.scores.data(),
+                 s.acc.data() + h * d, s.running_max[h], s.running_sum[h]);
+    }
+  }
+  for (int32_t h = 0; h < num_heads; ++h) {
+    const float inv_sum = 1.0f / s.running_sum[h];
+    for (int32_t i = 0; i < d; ++i) out[h * d + i] = s.acc[h * d + i] * inv_sum;
+  }
+}
+
+// The work items of a varlen attention batch: one per (query token, run of heads_per_item q
+// heads sharing one kv head). Items go to OpenMP threads dynamically because causal rows differ
+// in length.
+class AttentionItems {
+ public:
+  struct Item {
+    int32_t seq;
+    int32_t kv_head;
+    int32_t num_kv;      // keys the token attends to: positions [0, its own]
+    int64_t row_offset;  // of its first q head in q / out [tokens, q_heads, d], in floats
+  };
+
+  AttentionItems(const int32_t* query_start, const int32_t* context_lens, int32_t num_seqs,
+                 int32_t num_q_heads, int32_t num_kv_heads, int32_t d, int threads)
+      : query_start_(query_start),
+        context_lens_(context_lens),
+        num_q_heads_(num_q_heads),
+        group_(num_q_heads / num_kv_heads),
+        d_(d) {
+    const int64_t num_tokens = num_seqs > 0 ? query_start[num_seqs] : 0;
+    seq_of_token_.resize(num_tokens);
+    for (int32_t s = 0; s < num_seqs; ++s) {
+      std::fill(seq_of_token_.begin() + query_start[s], seq_of_token_.begin() + query_start[s + 1],
+                s);
+    }
+    heads_per_item_ = HeadsPerItem(num_tokens, num_q_heads, group_, threads);
+    items_per_token_ = num_q_heads / heads_per_item_;
+    size_ = num_tokens * items_per_token_;
+  }
+
+  int64_t size() const { return size_; }
+  int32_t heads_per_item() const { return heads_per_item_; }
+  Item Get(int64_t item) const {
+    const int64_t t = item / items_per_token_;
+    const int32_t first_head = static_cast<int32_t>(item % items_per_token_) * heads_per_item_;
+    const int32_t s = seq_of_token_[t];
+    const int32_t q_len = query_start_[s + 1] - query_start_[s];
+    const int32_t position = context_lens_[s] - q_len + static_cast<int32_t>(t - query_start_[s]);
+    return {s, first_head / group_, position + 1, (t * num_q_heads_ + first_head) * d_};
+  }
+
+  // fn(item, scratch) for every item, on `threads` OpenMP threads, each with its own scratch
+  // from make_scratch().
+  template <typename MakeScratch, typename Fn>
+  void ForEach(int threads, MakeScratch make_scratch, Fn fn) const {
+#pragma omp parallel num_threads(threads)
+    {
+      auto scratch = make_scratch();
+#pragma omp for schedule(dynamic, 1)
+      for (int64_t i = 0; i < size_; ++i) fn(Get(i), scratch);
+    }
+  }
+
+ private:
+  const int32_t* query_start_;
+  const int32_t* context_lens_;
+  int32_t num_q_heads_, group_, d_;
+  std::vector<int32_t> seq_of_token_;
+  int32_t heads_per_item_ = 1, items_per_token_ = 1;
+  int64_t size_ = 0;
+};
 
 }  // namespace strata::kernels::cpu

@@ -35,9 +35,9 @@ absl::Status ValidatePools(const QuantAttentionParams& p) {
   }
   const KvPoolView& full = p.full;
   if (full.num_pages < 0 ||
-      (full.num_pages > 0 && (full.pool == nullptr || full.block_size != f.block_size ||
-                              full.num_kv_heads != f.num_kv_heads ||
-                              full.head_dim != f.head_dim))) {
+      (full.num_pages > 0 &&
+       (full.pool == nullptr || full.block_size != f.block_size ||
+        full.num_kv_heads != f.num_kv_heads || full.head_dim != f.head_dim))) {
     return absl::InvalidArgumentError(StrCat("QuantPagedAttention: the f32 pool (", full.num_pages,
                                              " pages, block_size ", full.block_size, ", ",
                                              full.num_kv_heads, "x", full.head_dim,
@@ -70,13 +70,12 @@ absl::Status ValidateBlocks(const QuantAttentionParams& p, int32_t s, int64_t nu
 absl::StatusOr<int64_t> ValidateQuantAttention(const QuantAttentionParams& p) {
   RETURN_IF_ERROR(ValidatePools(p));
   const int32_t num_kv_heads = p.format.num_kv_heads;
-  if (p.q == nullptr || p.out == nullptr || p.query_start == nullptr ||
-      p.context_lens == nullptr || p.block_tables == nullptr || p.quant_blocks == nullptr ||
-      p.num_seqs < 0 || p.max_blocks_per_seq < 0 || p.num_q_heads <= 0 ||
-      p.num_q_heads % num_kv_heads != 0) {
-    return absl::InvalidArgumentError(StrCat("QuantPagedAttention: bad arguments (num_seqs=",
-                                             p.num_seqs, " q_heads=", p.num_q_heads,
-                                             " kv_heads=", num_kv_heads, ")"));
+  if (p.q == nullptr || p.out == nullptr || p.query_start == nullptr || p.context_lens == nullptr ||
+      p.block_tables == nullptr || p.quant_blocks == nullptr || p.num_seqs < 0 ||
+      p.max_blocks_per_seq < 0 || p.num_q_heads <= 0 || p.num_q_heads % num_kv_heads != 0) {
+    return absl::InvalidArgumentError(
+        StrCat("QuantPagedAttention: bad arguments (num_seqs=", p.num_seqs,
+               " q_heads=", p.num_q_heads, " kv_heads=", num_kv_heads, ")"));
   }
   int64_t work = 0;
   for (int32_t s = 0; s < p.num_seqs; ++s) {
@@ -89,25 +88,21 @@ absl::StatusOr<int64_t> ValidateQuantAttention(const QuantAttentionParams& p) {
   return work * p.num_q_heads * p.format.head_dim;
 }
 
-// Per-thread scratch for one work item.
-struct Scratch {
-  std::vector<float> scores;       // [block_size]
-  std::vector<float> k_tile;       // [block_size, head_dim]: one page's decoded K rows
-  std::vector<float> v_tile;       // [block_size, head_dim]
-  std::vector<float> acc;          // [heads_per_item, head_dim], unnormalised output
-  std::vector<float> running_max;  // [heads_per_item]
-  std::vector<float> running_sum;  // [heads_per_item]
+// Per-thread scratch: the softmax state and one page's decoded K and V rows of one kv head.
+struct QuantScratch {
+  QuantScratch(const KvPageFormat& f, int32_t heads)
+      : softmax(f.block_size, heads, f.head_dim),
+        k_tile(static_cast<size_t>(f.block_size) * f.head_dim),
+        v_tile(static_cast<size_t>(f.block_size) * f.head_dim) {}
+  SoftmaxScratch softmax;
+  std::vector<float> k_tile;  // [block_size, head_dim]
+  std::vector<float> v_tile;  // [block_size, head_dim]
 };
 
-// K and V rows of one page for `kv_head`: where they are and how far apart.
-struct PageRows {
-  const float* k;
-  const float* v;
-  int64_t stride;
-};
-
+// Logical block `block` (page id `page`) of a sequence whose first `num_quant` blocks are
+// quantized: f32 pages are read in place, quantized ones decoded into the scratch tiles.
 PageRows ReadPage(const QuantAttentionParams& p, int32_t block, int32_t num_quant, int32_t page,
-                  int32_t kv_head, int32_t count, Scratch& scratch) {
+                  int32_t kv_head, int32_t count, QuantScratch& scratch) {
   const KvPageFormat& f = p.format;
   const int64_t token_stride = static_cast<int64_t>(f.num_kv_heads) * f.head_dim;
   const int64_t half_page = f.block_size * token_stride;
@@ -124,34 +119,7 @@ PageRows ReadPage(const QuantAttentionParams& p, int32_t block, int32_t num_quan
   return {scratch.k_tile.data(), scratch.v_tile.data(), f.head_dim};
 }
 
-// out[h, :] = softmax(q[h, :] . K[0, num_kv)^T * scale) V for `num_heads` consecutive q heads
-// that share `kv_head`. Pages are the outer loop, so each page is decoded once per item.
-void AttendHeads(const QuantAttentionParams& p, const int32_t* block_table, int32_t num_quant,
-                 int32_t kv_head, int32_t num_kv, int32_t num_heads, const float* q, float* out,
-                 Scratch& scratch) {
-  const int32_t d = p.format.head_dim, bs = p.format.block_size;
-  std::fill(scratch.acc.begin(), scratch.acc.end(), 0.0f);
-  std::fill(scratch.running_max.begin(), scratch.running_max.end(),
-            -std::numeric_limits<float>::infinity());
-  std::fill(scratch.running_sum.begin(), scratch.running_sum.end(), 0.0f);
-  for (int32_t start = 0, b = 0; start < num_kv; start += bs, ++b) {
-    const int32_t count = std::min(bs, num_kv - start);
-    const PageRows rows = ReadPage(p, b, num_quant, block_table[b], kv_head, count, scratch);
-    for (int32_t h = 0; h < num_heads; ++h) {
-      UpdateHead(q + h * d, rows.k, rows.v, count, rows.stride, d, p.scale,
-                 scratch.scores.data(), scratch.acc.data() + h * d, scratch.running_max[h],
-                 scratch.running_sum[h]);
-    }
-  }
-  for (int32_t h = 0; h < num_heads; ++h) {
-    const float inv_sum = 1.0f / scratch.running_sum[h];
-    for (int32_t i = 0; i < d; ++i) out[h * d + i] = scratch.acc[h * d + i] * inv_sum;
-  }
-}
-
-bool IsPerTokenCodec(KvCodec codec) {
-  return codec != KvCodec::kKivi4 && codec != KvCodec::kKivi2;
-}
+bool IsPerTokenCodec(KvCodec codec) { return codec != KvCodec::kKivi4 && codec != KvCodec::kKivi2; }
 
 }  // namespace
 
@@ -159,8 +127,8 @@ absl::Status QuantWriteKv(const QuantWriteKvParams& p, int threads) {
   RETURN_IF_ERROR(p.format.Validate());
   const KvPageFormat& f = p.format;
   if (!IsPerTokenCodec(f.codec)) {
-    return absl::InvalidArgumentError(StrCat("QuantWriteKv: ", CodecName(f.codec),
-                                             " pages are written by EncodeKiviGroup"));
+    return absl::InvalidArgumentError(
+        StrCat("QuantWriteKv: ", CodecName(f.codec), " pages are written by EncodeKiviGroup"));
   }
   if (p.quant_pool == nullptr || p.num_quant_pages <= 0 || p.num_tokens < 0 ||
       (p.num_tokens > 0 && (p.k == nullptr || p.v == nullptr || p.slots == nullptr))) {
@@ -190,38 +158,21 @@ absl::Status QuantWriteKv(const QuantWriteKvParams& p, int threads) {
 
 absl::Status QuantPagedAttention(const QuantAttentionParams& p, int threads) {
   ASSIGN_OR_RETURN(const int64_t work, ValidateQuantAttention(p));
-  const int64_t num_tokens = p.num_seqs > 0 ? p.query_start[p.num_seqs] : 0;
-  std::vector<int32_t> seq_of_token(num_tokens);
-  for (int32_t s = 0; s < p.num_seqs; ++s) {
-    std::fill(seq_of_token.begin() + p.query_start[s], seq_of_token.begin() + p.query_start[s + 1],
-              s);
-  }
   const KvPageFormat& f = p.format;
-  const int32_t group = p.num_q_heads / f.num_kv_heads;
-  const int32_t d = f.head_dim;
-  const int32_t heads_per_item = HeadsPerItem(num_tokens, p.num_q_heads, group, threads);
-  const int32_t items_per_token = p.num_q_heads / heads_per_item;
-  const int64_t num_items = num_tokens * items_per_token;
-  const int64_t tile = static_cast<int64_t>(f.block_size) * d;
-#pragma omp parallel num_threads(work >= kMinParallelWork ? threads : 1)
-  {
-    Scratch scratch{std::vector<float>(f.block_size), std::vector<float>(tile),
-                    std::vector<float>(tile), std::vector<float>(int64_t{heads_per_item} * d),
-                    std::vector<float>(heads_per_item), std::vector<float>(heads_per_item)};
-#pragma omp for schedule(dynamic, 1)
-    for (int64_t item = 0; item < num_items; ++item) {
-      const int64_t t = item / items_per_token;
-      const int32_t first_head = static_cast<int32_t>(item % items_per_token) * heads_per_item;
-      const int32_t s = seq_of_token[t];
-      const int32_t q_len = p.query_start[s + 1] - p.query_start[s];
-      const int32_t position =
-          p.context_lens[s] - q_len + static_cast<int32_t>(t - p.query_start[s]);
-      const int64_t offset = (t * p.num_q_heads + first_head) * d;  // [tokens, q_heads, d]
-      AttendHeads(p, p.block_tables + s * static_cast<int64_t>(p.max_blocks_per_seq),
-                  p.quant_blocks[s], first_head / group, position + 1, heads_per_item,
-                  p.q + offset, p.out + offset, scratch);
-    }
-  }
+  const AttentionItems items(p.query_start, p.context_lens, p.num_seqs, p.num_q_heads,
+                             f.num_kv_heads, f.head_dim, threads);
+  items.ForEach(
+      work >= kMinParallelWork ? threads : 1,
+      [&] { return QuantScratch(f, items.heads_per_item()); },
+      [&](const AttentionItems::Item& it, QuantScratch& scratch) {
+        const int32_t* table = p.block_tables + it.seq * static_cast<int64_t>(p.max_blocks_per_seq);
+        const int32_t num_quant = p.quant_blocks[it.seq];
+        AttendPages(it.num_kv, f.block_size, items.heads_per_item(), f.head_dim, p.scale,
+                    p.q + it.row_offset, p.out + it.row_offset, scratch.softmax,
+                    [&](int32_t b, int32_t count) {
+                      return ReadPage(p, b, num_quant, table[b], it.kv_head, count, scratch);
+                    });
+      });
   return absl::OkStatus();
 }
 
