@@ -31,7 +31,12 @@ inline float Bf16ToF32(uint16_t h) {
 inline uint16_t F32ToBf16(float f) {
   uint32_t bits;
   std::memcpy(&bits, &f, 4);
-  if ((bits & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((bits >> 16) | 0x40);  // NaN
+  if ((bits & 0x7fffffffu) > 0x7f800000u) {
+    // NaN: keep the payload's top bits (so every bf16 NaN round-trips); set the quiet bit only
+    // when truncation would leave an all-zero mantissa, which would read as infinity.
+    const uint16_t code = static_cast<uint16_t>(bits >> 16);
+    return (code & 0x7fu) != 0 ? code : static_cast<uint16_t>(code | 0x40u);
+  }
   uint32_t rounding = 0x7fffu + ((bits >> 16) & 1u);
   return static_cast<uint16_t>((bits + rounding) >> 16);
 }

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <array>
+#include <bit>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -22,18 +23,6 @@ constexpr float kInt8Max = 127.0f;
 constexpr int32_t kMaxHeadDim = 1 << 12;  // KvPageFormat::Validate's cap
 
 enum class Side { kKey = 0, kValue = 1 };
-
-uint32_t FloatBits(float x) {
-  uint32_t bits;
-  std::memcpy(&bits, &x, 4);
-  return bits;
-}
-
-float BitsFloat(uint32_t bits) {
-  float x;
-  std::memcpy(&x, &bits, 4);
-  return x;
-}
 
 float LoadF32(const std::byte* p) {
   float x;
@@ -65,7 +54,7 @@ std::array<float, 256> MakeFp8Table() {
     } else if (exp == 0) {
       mag = static_cast<float>(mant) * 0x1p-9f;
     } else {
-      mag = BitsFloat(((exp + 120u) << 23) | (mant << 20));
+      mag = std::bit_cast<float>(((exp + 120u) << 23) | (mant << 20));
     }
     table[c] = (c & 0x80u) ? -mag : mag;
   }
@@ -436,20 +425,11 @@ double BytesPerToken(const KvPageFormat& format) {
   return static_cast<double>(format.PageBytes()) / format.block_size;
 }
 
-uint16_t EncodeBf16(float x) {
-  const uint32_t bits = FloatBits(x);
-  if ((bits & 0x7fffffffu) > 0x7f800000u) {
-    // Truncate the payload; if that would leave an all-zero mantissa (inf), set the quiet bit.
-    const uint16_t code = static_cast<uint16_t>(bits >> 16);
-    return (code & 0x7fu) != 0 ? code : static_cast<uint16_t>(code | 0x40u);
-  }
-  return static_cast<uint16_t>((bits + 0x7fffu + ((bits >> 16) & 1u)) >> 16);
-}
-
-float DecodeBf16(uint16_t code) { return BitsFloat(static_cast<uint32_t>(code) << 16); }
+uint16_t EncodeBf16(float x) { return F32ToBf16(x); }
+float DecodeBf16(uint16_t code) { return Bf16ToF32(code); }
 
 uint16_t EncodeFp16(float x) {
-  uint32_t bits = FloatBits(x);
+  uint32_t bits = std::bit_cast<uint32_t>(x);
   const uint16_t sign = static_cast<uint16_t>((bits >> 16) & 0x8000u);
   bits &= 0x7fffffffu;
   if (bits > 0x7f800000u) {  // NaN: keep the top payload bits, stay a NaN
@@ -472,7 +452,7 @@ uint16_t EncodeFp16(float x) {
 float DecodeFp16(uint16_t code) { return F16ToF32(code); }
 
 uint8_t EncodeFp8E4m3(float x) {
-  uint32_t bits = FloatBits(x);
+  uint32_t bits = std::bit_cast<uint32_t>(x);
   const uint8_t sign = static_cast<uint8_t>((bits >> 24) & 0x80u);
   bits &= 0x7fffffffu;
   if (bits > 0x7f800000u) return sign | 0x7fu;   // NaN

@@ -6,6 +6,7 @@
 #include "kernels/kv_codec.h"
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -23,18 +24,6 @@ namespace {
 
 constexpr KvCodec kAllCodecs[] = {KvCodec::kF32,  KvCodec::kBf16,  KvCodec::kFp16, KvCodec::kFp8,
                                   KvCodec::kInt8, KvCodec::kKivi4, KvCodec::kKivi2};
-
-uint32_t Bits(float x) {
-  uint32_t b;
-  std::memcpy(&b, &x, 4);
-  return b;
-}
-
-float FromBits(uint32_t b) {
-  float x;
-  std::memcpy(&x, &b, 4);
-  return x;
-}
 
 TEST(KvCodecNames, RoundTripAndRejectUnknown) {
   const char* names[] = {"fp32", "bf16", "fp16", "fp8", "int8", "kivi4", "kivi2"};
@@ -109,13 +98,13 @@ TEST(ElementConversion, EveryBf16CodeRoundTrips) {
 }
 
 TEST(ElementConversion, Bf16RoundsHalfwayToEvenAndKeepsNan) {
-  EXPECT_EQ(EncodeBf16(FromBits(0x3f808000)), 0x3f80);  // 1 + 2^-8: tie, down to even
-  EXPECT_EQ(EncodeBf16(FromBits(0x3f818000)), 0x3f82);  // 1 + 3 * 2^-8: tie, up to even
-  EXPECT_EQ(EncodeBf16(FromBits(0x3f808001)), 0x3f81);  // just above the tie
-  EXPECT_EQ(EncodeBf16(FromBits(0xbf818000)), 0xbf82);
+  EXPECT_EQ(EncodeBf16(std::bit_cast<float>(0x3f808000)), 0x3f80);  // 1 + 2^-8: tie, down to even
+  EXPECT_EQ(EncodeBf16(std::bit_cast<float>(0x3f818000)), 0x3f82);  // 1 + 3 * 2^-8: tie, up to even
+  EXPECT_EQ(EncodeBf16(std::bit_cast<float>(0x3f808001)), 0x3f81);  // just above the tie
+  EXPECT_EQ(EncodeBf16(std::bit_cast<float>(0xbf818000)), 0xbf82);
   EXPECT_EQ(EncodeBf16(std::numeric_limits<float>::max()), 0x7f80);  // rounds to inf
-  EXPECT_TRUE(std::isnan(DecodeBf16(EncodeBf16(FromBits(0x7f800001)))));  // payload in low bits
-  EXPECT_TRUE(std::isnan(DecodeBf16(EncodeBf16(FromBits(0xffc00000)))));
+  EXPECT_TRUE(std::isnan(DecodeBf16(EncodeBf16(std::bit_cast<float>(0x7f800001)))));  // payload in low bits
+  EXPECT_TRUE(std::isnan(DecodeBf16(EncodeBf16(std::bit_cast<float>(0xffc00000)))));
   EXPECT_EQ(EncodeBf16(std::numeric_limits<float>::infinity()), 0x7f80);
 }
 
@@ -146,7 +135,7 @@ TEST(ElementConversion, Fp16RoundsHalfwaySubnormalsAndOverflow) {
 TEST(ElementConversion, Fp16MatchesHardwareConversion) {
   std::mt19937 rng(7);
   for (int i = 0; i < 1 << 20; ++i) {
-    const float x = FromBits(rng());
+    const float x = std::bit_cast<float>(static_cast<uint32_t>(rng()));
     const uint16_t hw = _cvtss_sh(x, _MM_FROUND_TO_NEAREST_INT);
     if (std::isnan(x)) {
       ASSERT_TRUE(std::isnan(DecodeFp16(EncodeFp16(x))));
@@ -317,8 +306,8 @@ TEST_P(PerTokenCodecTest, EncodingATokenLeavesTheOthersUntouched) {
   ASSERT_TRUE(DecodePage(f, page, 16, after_k.data(), after_v.data()).ok());
   for (size_t i = 0; i < k.size(); ++i) {
     if (i / 128 == 9) continue;
-    ASSERT_EQ(Bits(after_k[i]), Bits(before_k[i])) << i;
-    ASSERT_EQ(Bits(after_v[i]), Bits(before_v[i])) << i;
+    ASSERT_EQ(std::bit_cast<uint32_t>(after_k[i]), std::bit_cast<uint32_t>(before_k[i])) << i;
+    ASSERT_EQ(std::bit_cast<uint32_t>(after_v[i]), std::bit_cast<uint32_t>(before_v[i])) << i;
   }
   // Decoding fewer tokens gives the same rows.
   std::vector<float> part_k(5 * 128), part_v(5 * 128);
