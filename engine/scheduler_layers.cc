@@ -24,9 +24,8 @@ double Scheduler::LayerLoadBytes(const ScheduledSeq& q) const {
 }
 
 bool Scheduler::IsForkParent(RequestId id) const {
-  return std::any_of(waiting_.begin(), waiting_.end(), [&](RequestId w) {
-    return seqs_.at(w)->fork_parent == id;
-  });
+  return std::any_of(waiting_.begin(), waiting_.end(),
+                     [&](RequestId w) { return seqs_.at(w)->fork_parent == id; });
 }
 
 bool Scheduler::MoveLayersForRoom(int64_t pages, RequestId except) {
@@ -64,9 +63,12 @@ bool Scheduler::MoveLayersForRoom(int64_t pages, RequestId except) {
 
 void Scheduler::ReplanLayers() {
   if (!config_.layer_offload || kv_->tiers() == nullptr || !waiting_.empty()) return;
+  const bool any_in_host = std::any_of(running_.begin(), running_.end(), [&](RequestId id) {
+    return kv_->Contains(id) && kv_->num_host_layers(id) > 0;
+  });
+  if (!any_in_host) return;
   // Room for every running sequence to grow by a block before anything comes back.
-  const int64_t headroom =
-      static_cast<int64_t>(running_.size()) * (kv_->layout().num_layers + 2);
+  const int64_t headroom = static_cast<int64_t>(running_.size()) * (kv_->layout().num_layers + 2);
   std::vector<RequestId> order(running_.begin(), running_.end());
   std::stable_sort(order.begin(), order.end(), [&](RequestId a, RequestId b) {
     return seqs_.at(a)->slo.priority > seqs_.at(b)->slo.priority;

@@ -35,11 +35,15 @@ int32_t KvCacheManager::MoveLayersToHost(RequestId id, int32_t max_layers) {
   RequestKv& req = Get(id);
   const int64_t blocks = NumBlocks(req);
   if (tiers_ == nullptr || blocks == 0 || max_layers <= 0) return 0;
+  // The first move must free (or find free) enough pages for the two staging sets: known before
+  // anything is copied.
+  max_layers = std::min(max_layers, layout_.num_layers - req.num_host_layers);
+  if (pool_.num_free() + PagesFreedByMoving(id, max_layers) < 0) return 0;
   // Copy the highest device layers out first; nothing on the device changes yet.
   std::vector<int32_t> moved;
   std::vector<std::vector<HostPage>> copies;
-  for (int32_t l = layout_.num_layers - 1; l >= 0 && static_cast<int32_t>(moved.size()) < max_layers;
-       --l) {
+  for (int32_t l = layout_.num_layers - 1;
+       l >= 0 && static_cast<int32_t>(moved.size()) < max_layers; --l) {
     if (req.InHost(l)) continue;
     std::vector<HostPage> host;
     bool ok = true;
@@ -55,7 +59,7 @@ int32_t KvCacheManager::MoveLayersToHost(RequestId id, int32_t max_layers) {
     moved.push_back(l);
     copies.push_back(std::move(host));
   }
-  // The first move must free (or find free) enough pages for the two staging sets.
+  // Fewer layers than asked (the host tier filled up) may no longer pay for the staging.
   if (moved.empty() ||
       pool_.num_free() + PagesFreedByMoving(id, static_cast<int32_t>(moved.size())) < 0) {
     for (auto& host : copies) FreeHostPages(host);
@@ -159,7 +163,8 @@ void KvCacheManager::LayerCopies(RequestId id, int64_t start, int64_t end,
   for (int32_t l = 0; l < layout_.num_layers; ++l) {
     if (!req.InHost(l)) continue;
     auto copy = [&](int64_t b) {
-      return LayerPageCopy{.layer = l, .page = req.pages[l][b],
+      return LayerPageCopy{.layer = l,
+                           .page = req.pages[l][b],
                            .host = tiers_->LayerPageData(req.host[l][b]).data()};
     };
     for (int64_t b = 0; b < loaded; ++b) loads->push_back(copy(b));
