@@ -5,6 +5,7 @@
 // TokenFor(id, output index): tokens depend only on (id, output index), so any scheduling
 // (chunking, preemption, prefix hits) must give every request the same output.
 #include "engine/scheduler.h"
+#include "tests/common/tokens.h"
 
 #include <gtest/gtest.h>
 
@@ -43,12 +44,6 @@ BlockHash Seed(std::optional<std::string> salt = std::nullopt) {
 // Prompt tokens stay below 100; generated ones are >= 100000, unique per (id, index < 100).
 int32_t TokenFor(RequestId id, int64_t output_index) {
   return static_cast<int32_t>(100000 + id * 100 + output_index);
-}
-
-std::vector<int32_t> Range(int32_t first, int32_t n) {
-  std::vector<int32_t> v(n);
-  std::iota(v.begin(), v.end(), first);
-  return v;
 }
 
 std::unique_ptr<Sequence> MakeSeq(RequestId id, std::vector<int32_t> prompt, int64_t max_tokens,

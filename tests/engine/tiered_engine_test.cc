@@ -24,6 +24,7 @@
 #include "kvcache/fault_file_system.h"
 #include "kvcache/file_system.h"
 #include "tests/common/temp_dir.h"
+#include "tests/common/tokens.h"
 #include "tests/engine/engine_test_util.h"
 
 namespace strata::engine {
@@ -41,11 +42,6 @@ std::vector<int32_t> RandomTokens(std::mt19937& rng, int n) {
   std::vector<int32_t> v;
   for (int i = 0; i < n; ++i) v.push_back(tok(rng));
   return v;
-}
-
-std::vector<int32_t> Concat(std::vector<int32_t> a, const std::vector<int32_t>& b) {
-  a.insert(a.end(), b.begin(), b.end());
-  return a;
 }
 
 EngineConfig BaseConfig() {

@@ -18,12 +18,6 @@ KvLayout SixLayers() {
   return KvLayout{.num_layers = 6, .num_kv_heads = 2, .head_dim = 4, .block_size = 4};
 }
 
-#define EXPECT_INVARIANTS(kv)                  \
-  do {                                         \
-    absl::Status st_ = (kv).CheckInvariants(); \
-    EXPECT_TRUE(st_.ok()) << st_;              \
-  } while (0)
-
 class KvCacheLayersTest : public ::testing::Test {
  protected:
   void Init(int32_t device_pages, int64_t host_slots, bool prefix_caching = true) {

@@ -1,4 +1,5 @@
 #include "kvcache/kv_cache_manager.h"
+#include "tests/common/tokens.h"
 
 #include <gtest/gtest.h>
 
@@ -20,17 +21,6 @@ KvLayout Layout() {
 
 BlockHash Seed(std::optional<std::string> salt = std::nullopt) {
   return SeedHash(PrefixSeed{.model_id = "test", .block_size = 4, .cache_salt = std::move(salt)});
-}
-
-std::vector<int32_t> Range(int32_t first, int32_t n) {
-  std::vector<int32_t> v(n);
-  std::iota(v.begin(), v.end(), first);
-  return v;
-}
-
-std::vector<int32_t> Concat(std::vector<int32_t> a, const std::vector<int32_t>& b) {
-  a.insert(a.end(), b.begin(), b.end());
-  return a;
 }
 
 Pages PagesOf(const KvCacheManager& kv, RequestId id, int32_t layer) {

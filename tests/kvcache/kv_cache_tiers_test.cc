@@ -17,12 +17,11 @@
 #include "kvcache/disk_format.h"
 #include "kvcache/fault_file_system.h"
 #include "kvcache/tiered_store.h"
+#include "tests/common/tokens.h"
 #include "tests/kvcache/tier_test_util.h"
 
 namespace strata::kvcache {
 namespace {
-
-
 
 BlockHash Seed() {
   PrefixSeed seed;
@@ -31,15 +30,6 @@ BlockHash Seed() {
   return SeedHash(seed);
 }
 
-std::vector<int32_t> Range(int32_t first, int32_t n) {
-  std::vector<int32_t> v(n);
-  std::iota(v.begin(), v.end(), first);
-  return v;
-}
-std::vector<int32_t> Concat(std::vector<int32_t> a, const std::vector<int32_t>& b) {
-  a.insert(a.end(), b.begin(), b.end());
-  return a;
-}
 // The KV contents of block `b` of `tokens` depend only on its first token (tokens are distinct
 // across the test's prompts) and the layer.
 uint64_t Tag(const std::vector<int32_t>& tokens, int64_t b) {
@@ -49,12 +39,6 @@ uint64_t Tag(const std::vector<int32_t>& tokens, int64_t b) {
 std::vector<BlockHash> Hashes(const std::vector<int32_t>& tokens) {
   return HashFullBlocks(Seed(), tokens, 4);
 }
-
-#define EXPECT_INVARIANTS(kv)                                     \
-  do {                                                            \
-    absl::Status st_ = (kv).CheckInvariants();                    \
-    EXPECT_TRUE(st_.ok()) << st_;                                 \
-  } while (0)
 
 class KvCacheTiersTest : public ::testing::Test {
  protected:

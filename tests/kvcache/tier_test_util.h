@@ -20,6 +20,13 @@
 
 namespace strata::kvcache {
 
+// The KV cache manager's invariants (pages, references, tables) hold.
+#define EXPECT_INVARIANTS(kv)                  \
+  do {                                         \
+    absl::Status st_ = (kv).CheckInvariants(); \
+    EXPECT_TRUE(st_.ok()) << st_;              \
+  } while (0)
+
 // 2 layers x (2 x 4 tokens x 2 heads x 4 dims x f32) = 2 x 256 bytes: a block is 512 bytes.
 inline KvLayout Layout() {
   return KvLayout{.num_layers = 2, .num_kv_heads = 2, .head_dim = 4, .block_size = 4};
