@@ -40,6 +40,12 @@ std::vector<BlockHash> Hashes(const std::vector<int32_t>& tokens) {
   return HashFullBlocks(Seed(), tokens, 4);
 }
 
+// Prompts: A = 1..9 (2 full blocks + 1 token), C = 100..115 (4 full blocks: fills the pool),
+// B = A's 8 prefix tokens + another last token.
+const std::vector<int32_t> kA = Range(1, 9);
+const std::vector<int32_t> kC = Range(100, 16);
+const std::vector<int32_t> kB = Concat(Range(1, 8), {50});
+
 class KvCacheTiersTest : public ::testing::Test {
  protected:
   static constexpr int32_t kPages = 8;  // 4 blocks of 2 layers
@@ -104,6 +110,16 @@ class KvCacheTiersTest : public ::testing::Test {
     return {p.begin(), p.end()};
   }
   int64_t HostRun(const std::vector<BlockHash>& hashes) { return store_->HostRun(hashes); }
+  // A's blocks on disk only: prefilled under a disk-only policy, then pushed off the device by
+  // C (they skip host RAM). True once their writes completed.
+  bool PutAOnDiskOnly() {
+    Prefill(1, kA, KvAccess{.lower_tiers = kTierDisk});
+    Release(1);
+    Prefill(2, kC);
+    const bool on_disk = WaitOnDisk(Hashes(kA));
+    Release(2);
+    return on_disk;
+  }
   bool WaitOnDisk(const std::vector<BlockHash>& hashes) {
     return WaitFor([&] { return store_->DiskRun(hashes) == static_cast<int64_t>(hashes.size()); });
   }
@@ -117,12 +133,6 @@ class KvCacheTiersTest : public ::testing::Test {
   std::unique_ptr<TieredStore> store_;
   std::unique_ptr<KvCacheManager> kv_;  // destroyed before the store it points to
 };
-
-// Prompts: A = 1..9 (2 full blocks + 1 token), C = 100..115 (4 full blocks: fills the pool),
-// B = A's 8 prefix tokens + another last token.
-const std::vector<int32_t> kA = Range(1, 9);
-const std::vector<int32_t> kC = Range(100, 16);
-const std::vector<int32_t> kB = Concat(Range(1, 8), {50});
 
 TEST_F(KvCacheTiersTest, EvictedPrefixIsFoundInHostAndCopiedBackByteExact) {
   Make(HostOnly(8));
@@ -283,11 +293,7 @@ TEST_F(KvCacheTiersTest, DiskOnlyPrefixLoadsAsynchronously) {
 
 TEST_F(KvCacheTiersTest, DiskOnlyPrefixWithoutFetchIsAMiss) {
   Make(WithDisk(8, 16));
-  Prefill(1, kA, KvAccess{.lower_tiers = kTierDisk});
-  Release(1);
-  Prefill(2, kC);
-  ASSERT_TRUE(WaitOnDisk(Hashes(kA)));
-  Release(2);
+  ASSERT_TRUE(PutAOnDiskOnly());
   const PrefixHit hit = kv_->Attach(3, Seed(), kB, KvAccess{.may_fetch = false});
   EXPECT_FALSE(hit.loading);
   EXPECT_EQ(hit.cached_tokens, 0);
@@ -300,11 +306,7 @@ TEST_F(KvCacheTiersTest, DiskOnlyPrefixWithoutFetchIsAMiss) {
 // same disk part again (its blocks did not stay in host) is a miss, not another round.
 TEST_F(KvCacheTiersTest, FetchRoundsOnlyMoveForward) {
   Make(WithDisk(8, 16));
-  Prefill(1, kA, KvAccess{.lower_tiers = kTierDisk});
-  Release(1);
-  Prefill(2, kC);
-  ASSERT_TRUE(WaitOnDisk(Hashes(kA)));
-  Release(2);
+  ASSERT_TRUE(PutAOnDiskOnly());
   PrefixHit hit = kv_->Attach(3, Seed(), kB, KvAccess{.fetched_from_block = 0});
   EXPECT_FALSE(hit.loading);
   EXPECT_EQ(hit.cached_tokens, 0);
@@ -319,11 +321,7 @@ TEST_F(KvCacheTiersTest, FetchRoundsOnlyMoveForward) {
 
 TEST_F(KvCacheTiersTest, DiskFetchErrorEndsAsAMissNotWrongKv) {
   Make(WithDisk(8, 16, &fault_));
-  Prefill(1, kA, KvAccess{.lower_tiers = kTierDisk});
-  Release(1);
-  Prefill(2, kC);
-  ASSERT_TRUE(WaitOnDisk(Hashes(kA)));
-  Release(2);
+  ASSERT_TRUE(PutAOnDiskOnly());
   fault_.CorruptReads(FaultFileSystem::kAlways, kRecordHeaderBytes + 7);
   PrefixHit hit = kv_->Attach(3, Seed(), kB, {});
   ASSERT_TRUE(hit.loading);
