@@ -251,6 +251,7 @@ DiskTierStats DiskTier::stats() const {
   DiskTierStats s = stats_;
   s.records = static_cast<int64_t>(index_.size());
   s.capacity_records = static_cast<int64_t>(slots_.size());
+  s.writes_in_flight = static_cast<int64_t>(writing_.size());
   return s;
 }
 

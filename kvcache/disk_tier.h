@@ -60,6 +60,7 @@ struct DiskTierStats {
   int64_t records_read = 0;
   int64_t records = 0;  // committed records now
   int64_t capacity_records = 0;
+  int64_t writes_in_flight = 0;  // submitted, not completed yet
   std::array<int64_t, kNumDiskErrorKinds> errors{};  // indexed by DiskErrorKind
 
   int64_t error_count(DiskErrorKind kind) const { return errors[static_cast<int>(kind)]; }

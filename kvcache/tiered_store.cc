@@ -316,6 +316,7 @@ TierStats TieredStore::stats() const {
   if (disk_) {
     const DiskTierStats d = disk_->stats();
     s.disk_records = d.records;
+    s.disk_writes_in_flight = d.writes_in_flight;
     s.disk_capacity_records = disk_->capacity_records();
     for (int k = 0; k < kNumDiskErrorKinds; ++k) {
       if (d.errors[k] > 0) {

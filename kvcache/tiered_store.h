@@ -69,6 +69,7 @@ struct TierStats {
   int64_t disk_records = 0;
   int64_t disk_capacity_records = 0;
   int64_t fetches_in_flight = 0;
+  int64_t disk_writes_in_flight = 0;
   std::map<std::string, int64_t> errors;  // "tier/kind" -> count
 };
 
