@@ -38,7 +38,7 @@ absl::Status RunShape(const Shape& shape, int round, ModelRunner& runner,
     const double t0 = NowSeconds();
     StepPlan plan = sched.Schedule();
     if (plan.empty()) return absl::InternalError("cost profile: a step scheduled nothing");
-    batch.Build(plan, sched, kv);
+    batch.Build(plan, sched);
     BatchInput input = batch.input();
     logits.resize(input.logit_rows.size() * vocab);
     RETURN_IF_ERROR(runner.Forward(input, logits));

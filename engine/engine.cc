@@ -84,7 +84,8 @@ absl::Status Engine::Init() {
                   .max_logit_rows = config_.scheduler.max_num_seqs,
                   .num_kv_pages = pages,
                   .block_size = config_.block_size,
-                  .max_model_len = max_len};
+                  .max_model_len = max_len,
+                  .extra_pools = config_.codec_pools};
   ASSIGN_OR_RETURN(runner_, ModelRunner::Create(device_.get(), mc, model_.weights, rc));
   kv_ = std::make_unique<kvcache::KvCacheManager>(runner_->kv_layout(), pages,
                                                   config_.enable_prefix_caching);
@@ -101,7 +102,36 @@ absl::Status Engine::Init() {
   scheduler_ = std::make_unique<Scheduler>(config_.scheduler, kv_.get(), &cost_);
   stats_.num_pages = pages;
   stats_.num_free_pages = pages;
+  return InitPools(max_len);
+}
+
+// One manager per codec pool; each must hold one sequence of max_model_len on its own.
+absl::Status Engine::InitPools(int64_t max_len) {
+  for (int32_t p = 1; p < runner_->num_pools(); ++p) {
+    const kvcache::KvLayout& layout = runner_->pool_layout(p);
+    const KvPoolSpec& spec = config_.codec_pools[p - 1];
+    const int64_t residual = layout.kivi() ? layout.ResidualPages(kvcache::kMaxKiviResidualTokens) : 0;
+    const int64_t need = (layout.BlocksFor(max_len) + residual) * layout.num_layers;
+    if (spec.num_pages < need) {
+      return absl::InvalidArgumentError(StrCat(
+          "the ", kernels::CodecName(layout.codec), " KV pool (", spec.num_pages,
+          " pages) cannot hold one sequence of max_model_len ", max_len, " tokens (", need,
+          " pages)"));
+    }
+    codec_kv_.push_back(std::make_unique<kvcache::KvCacheManager>(
+        layout, spec.num_pages, config_.enable_prefix_caching));
+    CHECK(scheduler_->AddKvPool(codec_kv_.back().get()) == p);
+    LOG_INFO("kv pool {}: {} pages of {} tokens ({} bytes each)", kernels::CodecName(layout.codec),
+             spec.num_pages, layout.block_size, layout.PageBytes());
+  }
   return absl::OkStatus();
+}
+
+std::optional<int32_t> Engine::PoolOf(kernels::KvCodec codec) const {
+  for (int32_t p = 0; p < runner_->num_pools(); ++p) {
+    if (runner_->pool_layout(p).codec == codec) return p;
+  }
+  return std::nullopt;
 }
 
 // The disk tier's namespace is the prefix seed without a salt: segments of another model, weights,
@@ -126,13 +156,15 @@ absl::Status Engine::InitTiers() {
   return absl::OkStatus();
 }
 
-kvcache::PrefixSeed Engine::PrefixSeed(const std::optional<std::string>& cache_salt) const {
+kvcache::PrefixSeed Engine::PrefixSeed(const std::optional<std::string>& cache_salt,
+                                       int32_t pool) const {
+  const kvcache::KvLayout& layout = runner_->pool_layout(pool);
   return {.model_id = model_.name,
           .weights_fingerprint_hi = model_.weights.fingerprint_hi,
           .weights_fingerprint_lo = model_.weights.fingerprint_lo,
           .tokenizer_fingerprint = model_.tokenizer ? model_.tokenizer->fingerprint() : 0,
-          .codec = "fp32",
-          .block_size = config_.block_size,
+          .codec = std::string(kernels::CodecName(layout.codec)),
+          .block_size = layout.block_size,
           .cache_salt = cache_salt};
 }
 
@@ -153,6 +185,22 @@ Engine::~Engine() {
   if (thread_.joinable()) thread_.join();
 }
 
+absl::Status Engine::CheckKvAccess(const kvcache::KvAccess& a) const {
+  const std::string_view codec = kernels::CodecName(a.codec);
+  if (!PoolOf(a.codec)) {
+    return absl::InvalidArgumentError(
+        StrCat("no KV pool holds codec ", codec, ": no policy of the config names it"));
+  }
+  const bool kivi = a.codec == kernels::KvCodec::kKivi4 || a.codec == kernels::KvCodec::kKivi2;
+  if (kivi != (a.residual_tokens > 0) || a.residual_tokens % kernels::kKiviGroupTokens != 0 ||
+      a.residual_tokens > kvcache::kMaxKiviResidualTokens) {
+    return absl::InvalidArgumentError(
+        StrCat("residual_tokens ", a.residual_tokens, " does not suit codec ", codec,
+               " (KIVI: a multiple of 32 in [32, ", kvcache::kMaxKiviResidualTokens, "]; others: 0)"));
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<Engine::Submission> Engine::Submit(RequestOptions options) {
   if (options.prompt_ids.empty()) return absl::InvalidArgumentError("the prompt has no tokens");
   for (int32_t id : options.prompt_ids) {
@@ -168,6 +216,7 @@ absl::StatusOr<Engine::Submission> Engine::Submit(RequestOptions options) {
                options.max_tokens, ") exceeds the maximum model length ", max_model_len()));
   }
   RETURN_IF_ERROR(options.sampling.Validate());
+  RETURN_IF_ERROR(CheckKvAccess(options.kv_access));
   if (options.n < 1 || options.n > config_.scheduler.max_num_seqs) {
     return absl::InvalidArgumentError(StrCat("n must be in [1, ", config_.scheduler.max_num_seqs,
                                              "], got ", options.n));
@@ -213,8 +262,9 @@ std::unique_ptr<Sequence> Engine::MakeSequence(RequestId id, const RequestOption
   SamplingParams sampling = o.sampling;
   if (sampling.seed) *sampling.seed += static_cast<uint64_t>(sibling);
   seq->sampler = std::make_unique<Sampler>(sampling);
-  seq->prefix_seed = kvcache::SeedHash(PrefixSeed(o.cache_salt));
   seq->kv_access = o.kv_access;
+  seq->kv_pool = *PoolOf(o.kv_access.codec);  // checked by Submit
+  seq->prefix_seed = kvcache::SeedHash(PrefixSeed(o.cache_salt, seq->kv_pool));
   return seq;
 }
 
@@ -273,7 +323,7 @@ absl::StatusOr<bool> Engine::Step() {
   Reject(plan.rejected);
   if (plan.empty()) return !plan.rejected.empty();
   StepBatch batch;
-  batch.Build(plan, *scheduler_, *kv_);
+  batch.Build(plan, *scheduler_);
   BatchInput input = batch.input();
   logits_.resize(input.logit_rows.size() * model_.config.vocab_size);
   RETURN_IF_ERROR(runner_->Forward(input, logits_));
@@ -364,6 +414,15 @@ void Engine::PublishStats(int64_t num_steps, int64_t num_generated_tokens) {
   stats_.num_running = scheduler_->num_running();
   stats_.num_waiting = scheduler_->num_waiting();
   stats_.num_free_pages = kv_->pool().num_free();
+  stats_.pools.resize(runner_->num_pools());
+  for (int32_t p = 0; p < runner_->num_pools(); ++p) {
+    const kvcache::KvCacheManager& kv = p == 0 ? *kv_ : *codec_kv_[p - 1];
+    stats_.pools[p] = {.codec = std::string(kernels::CodecName(kv.layout().codec)),
+                       .block_size = kv.layout().block_size,
+                       .page_bytes = static_cast<int64_t>(kv.layout().PageBytes()),
+                       .num_pages = kv.pool().num_pages(),
+                       .num_free_pages = kv.pool().num_free()};
+  }
   stats_.num_preemptions = scheduler_->num_preemptions();
   stats_.num_swap_preemptions = scheduler_->num_swap_preemptions();
   if (tiers_) {

@@ -42,6 +42,9 @@ struct EngineConfig {
   // Host RAM and disk below the device pool (DESIGN.md §5); host capacity 0 = none. The disk
   // tier's namespace is filled in from the model by the engine.
   kvcache::TierOptions tiers;
+  // Device pools of other KV codecs than the f32 pool above (DESIGN.md §5), each with its own
+  // pages (KIVI pools: block_size a multiple of 32). A request's kv_access.codec picks its pool.
+  std::vector<KvPoolSpec> codec_pools;
 
   absl::Status Validate() const;
 };
@@ -112,6 +115,14 @@ struct EngineStats {
   double step_error_ratio = 0;  // mean |predicted - measured| / measured, recent steps
   double sum_step_s = 0;        // all steps' measured time, and predicted time
   double sum_predicted_step_s = 0;
+  struct Pool {                  // one device KV pool per codec; [0] is the f32 pool
+    std::string codec;
+    int32_t block_size = 0;
+    int64_t page_bytes = 0;
+    int32_t num_pages = 0;
+    int32_t num_free_pages = 0;  // free or cached-but-unreferenced
+  };
+  std::vector<Pool> pools;
   bool has_tiers = false;        // a host (and maybe disk) tier is configured
   kvcache::TierStats tiers;      // their counters
 };
@@ -147,7 +158,12 @@ class Engine {
   Engine(const Model& model, const EngineConfig& config);
   absl::Status Init();
   absl::Status InitTiers();
-  kvcache::PrefixSeed PrefixSeed(const std::optional<std::string>& cache_salt) const;
+  kvcache::PrefixSeed PrefixSeed(const std::optional<std::string>& cache_salt,
+                                 int32_t pool = 0) const;
+  // The pool holding `codec`'s pages, or nullopt.
+  std::optional<int32_t> PoolOf(kernels::KvCodec codec) const;
+  absl::Status InitPools(int64_t max_len);
+  absl::Status CheckKvAccess(const kvcache::KvAccess& access) const;
   void Loop();
   bool DrainInbox(bool block);
   void Admit(Pending pending);
@@ -171,7 +187,8 @@ class Engine {
   std::unique_ptr<kernels::Device> device_;
   std::unique_ptr<ModelRunner> runner_;
   std::unique_ptr<kvcache::TieredStore> tiers_;   // engine thread only (I/O threads: wake)
-  std::unique_ptr<kvcache::KvCacheManager> kv_;   // engine thread only
+  std::unique_ptr<kvcache::KvCacheManager> kv_;   // engine thread only; pool 0 (f32)
+  std::vector<std::unique_ptr<kvcache::KvCacheManager>> codec_kv_;  // pools 1, 2, ...
   CostModel cost_;                                // engine thread only
   std::unique_ptr<Scheduler> scheduler_;          // engine thread only
   struct Route {

@@ -34,7 +34,8 @@ absl::StatusOr<std::unique_ptr<LocalRuntime>> LocalRuntime::Create(const Model& 
                   .max_num_seqs = 1,
                   .max_logit_rows = config.max_logit_rows,
                   .block_size = config.block_size,
-                  .max_model_len = max_len};
+                  .max_model_len = max_len,
+                  .extra_pools = {}};
   // One sequence of max_len tokens in every layer.
   rc.num_kv_pages = static_cast<int32_t>((max_len + config.block_size - 1) / config.block_size *
                                          model.config.num_layers);

@@ -75,6 +75,7 @@ absl::Status ModelRunner::Init() {
   RETURN_IF_ERROR(alloc(&block_tables_, layers * seqs * max_blocks_per_seq() * 4));
   RETURN_IF_ERROR(alloc(&slots_, layers * t * 8));
   RETURN_IF_ERROR(alloc(&logit_rows_, rc_.max_logit_rows * 4));
+  RETURN_IF_ERROR(InitPools());
   std::vector<float> inv_freq = RopeInvFreq(config_);
   ASSIGN_OR_RETURN(inv_freq_, Upload(inv_freq));
   ASSIGN_OR_RETURN(final_norm_, Upload(weights_.final_norm));
@@ -91,7 +92,7 @@ absl::Status ModelRunner::Init() {
   return absl::OkStatus();
 }
 
-absl::Status ModelRunner::CheckBatch(const BatchInput& b) const {
+absl::Status ModelRunner::CheckBatch(const BatchInput& b) {
   const int64_t n = static_cast<int64_t>(b.token_ids.size());
   const int64_t seqs = static_cast<int64_t>(b.context_lens.size());
   const int64_t layers = config_.num_layers;
@@ -117,10 +118,13 @@ absl::Status ModelRunner::CheckBatch(const BatchInput& b) const {
           StrCat("token id ", id, " is outside the vocabulary [0, ", config_.vocab_size, ")"));
     }
   }
+  RETURN_IF_ERROR(CheckPoolBatch(b));  // fills ranges_
+  const int64_t pool0_seqs = ranges_.empty() || ranges_[0].pool != 0 ? 0 : ranges_[0].end_seq;
+  const int64_t pool0_tokens = pool0_seqs == 0 ? 0 : ranges_[0].end_token;
   for (int64_t s = 0; s < seqs; ++s) {
     int32_t q = b.query_start[s + 1] - b.query_start[s];
     if (q < 0 || b.context_lens[s] < q || b.context_lens[s] > rc_.max_model_len ||
-        layout_.BlocksFor(b.context_lens[s]) > b.max_blocks_per_seq) {
+        (s < pool0_seqs && layout_.BlocksFor(b.context_lens[s]) > b.max_blocks_per_seq)) {
       return bad("sequence lengths");
     }
   }
@@ -128,12 +132,17 @@ absl::Status ModelRunner::CheckBatch(const BatchInput& b) const {
     if (r < 0 || r >= n) return bad("logit row out of range");
   }
   // Page ids come from the engine's PagePool, but a wrong one would write outside the arena.
+  // (Pool 0's part here; the other pools' kernels check their own pages and slots.)
   const int64_t num_slots = static_cast<int64_t>(rc_.num_kv_pages) * layout_.block_size;
-  for (int64_t slot : b.slots) {
-    if (slot < 0 || slot >= num_slots) return bad("KV slot outside the arena");
-  }
-  for (int32_t page : b.block_tables) {
-    if (page < 0 || page >= rc_.num_kv_pages) return bad("page id outside the arena");
+  for (int64_t l = 0; l < layers; ++l) {
+    for (int64_t t = 0; t < pool0_tokens; ++t) {
+      const int64_t slot = b.slots[l * n + t];
+      if (slot < 0 || slot >= num_slots) return bad("KV slot outside the arena");
+    }
+    for (int64_t i = 0; i < pool0_seqs * b.max_blocks_per_seq; ++i) {
+      const int32_t page = b.block_tables[(l * seqs) * b.max_blocks_per_seq + i];
+      if (page < 0 || page >= rc_.num_kv_pages) return bad("page id outside the arena");
+    }
   }
   for (auto copies : {b.layer_loads, b.layer_stores}) {
     for (const kvcache::LayerPageCopy& c : copies) {
@@ -157,7 +166,7 @@ absl::Status ModelRunner::UploadBatch(const BatchInput& b) {
   RETURN_IF_ERROR(up(block_tables_, b.block_tables));
   RETURN_IF_ERROR(up(slots_, b.slots));
   if (!b.logit_rows.empty()) RETURN_IF_ERROR(up(logit_rows_, b.logit_rows));
-  return absl::OkStatus();
+  return UploadPoolBatch(b);
 }
 
 absl::Status ModelRunner::Forward(const BatchInput& batch, std::span<float> logits) {
@@ -204,19 +213,28 @@ absl::Status ModelRunner::Attention(int32_t l, int64_t n, int32_t seqs, int32_t 
                                  .num_q_heads = static_cast<int32_t>(config_.num_heads),
                                  .num_kv_heads = layout_.num_kv_heads,
                                  .head_dim = layout_.head_dim}));
-  const kernels::KvPoolView kv{.pool = F(kv_arena_), .num_pages = rc_.num_kv_pages,
-                               .block_size = layout_.block_size,
-                               .num_kv_heads = layout_.num_kv_heads,
-                               .head_dim = layout_.head_dim};
-  RETURN_IF_ERROR(device_->WriteKv({.k = F(k_), .v = F(v_),
-                                    .slots = slots_->as<int64_t>() + l * n,
-                                    .num_tokens = n, .kv = kv}));
-  const int32_t* tables = block_tables_->as<int32_t>() + static_cast<int64_t>(l) * seqs * max_blocks;
-  RETURN_IF_ERROR(device_->PagedAttention(
-      {.q = F(q_), .out = F(attn_), .kv = kv, .query_start = query_start_->as<int32_t>(),
-       .context_lens = context_lens_->as<int32_t>(), .block_tables = tables, .num_seqs = seqs,
-       .max_blocks_per_seq = max_blocks, .num_q_heads = static_cast<int32_t>(config_.num_heads),
-       .scale = 1.0f / std::sqrt(static_cast<float>(config_.head_dim))}));
+  for (const PoolRange& r : ranges_) {
+    if (r.pool != 0) {
+      RETURN_IF_ERROR(PoolAttention(r, l, n, seqs, max_blocks));
+      continue;
+    }
+    // Pool 0 (f32) comes first in the batch: its rows and sequences start at 0.
+    const kernels::KvPoolView kv{.pool = F(kv_arena_), .num_pages = rc_.num_kv_pages,
+                                 .block_size = layout_.block_size,
+                                 .num_kv_heads = layout_.num_kv_heads,
+                                 .head_dim = layout_.head_dim};
+    RETURN_IF_ERROR(device_->WriteKv({.k = F(k_), .v = F(v_),
+                                      .slots = slots_->as<int64_t>() + l * n,
+                                      .num_tokens = r.end_token, .kv = kv}));
+    const int32_t* tables =
+        block_tables_->as<int32_t>() + static_cast<int64_t>(l) * seqs * max_blocks;
+    RETURN_IF_ERROR(device_->PagedAttention(
+        {.q = F(q_), .out = F(attn_), .kv = kv, .query_start = query_start_->as<int32_t>(),
+         .context_lens = context_lens_->as<int32_t>(), .block_tables = tables,
+         .num_seqs = r.end_seq, .max_blocks_per_seq = max_blocks,
+         .num_q_heads = static_cast<int32_t>(config_.num_heads),
+         .scale = 1.0f / std::sqrt(static_cast<float>(config_.head_dim))}));
+  }
   // The residual add is fused into the output projection.
   return device_->Gemm({.a = F(attn_), .b = w.o_proj, .c = F(x_), .m = n, .accumulate = true});
 }

@@ -23,6 +23,14 @@
 
 namespace strata::engine {
 
+// A device KV pool of another codec than pool 0's f32 (DESIGN.md §5: separate pools carved from
+// one budget). Pool i + 1 is RunnerConfig::extra_pools[i].
+struct KvPoolSpec {
+  kernels::KvCodec codec = kernels::KvCodec::kBf16;
+  int32_t block_size = 16;  // a multiple of 32 for KIVI
+  int32_t num_pages = 0;
+};
+
 struct RunnerConfig {
   int64_t max_batch_tokens = 2048;  // most tokens one Forward may carry
   int32_t max_num_seqs = 64;        // most sequences one Forward may carry
@@ -30,6 +38,7 @@ struct RunnerConfig {
   int32_t num_kv_pages = 0;         // pages in the device KV arena
   int32_t block_size = 16;          // tokens per page
   int64_t max_model_len = 0;        // longest sequence (positions); 0 = the model's maximum
+  std::vector<KvPoolSpec> extra_pools;  // pools 1, 2, ...
 
   absl::Status Validate() const;
 };
@@ -49,6 +58,13 @@ struct BatchInput {
   // (kvcache::KvCacheManager::LayerCopies); the block tables name the staging pages.
   std::span<const kvcache::LayerPageCopy> layer_loads;
   std::span<const kvcache::LayerPageCopy> layer_stores;
+  // The pool of each sequence, ascending (empty = all in pool 0): block tables name that pool's
+  // pages, slots its slots (-1 for KIVI sequences, which KiviWriteKv places).
+  std::span<const int32_t> seq_pools;      // [num_seqs]
+  // KIVI sequences: tokens in quantized blocks before and after the step (kernels/kv_codec.h
+  // KiviWriteKvParams); their table lists quant_after / block_size blocks, then residual pages.
+  std::span<const int32_t> quant_before;   // [num_seqs] or empty
+  std::span<const int32_t> quant_after;    // [num_seqs] or empty
 };
 
 class ModelRunner : public kvcache::PageIo {
@@ -68,6 +84,11 @@ class ModelRunner : public kvcache::PageIo {
   absl::Status WritePage(int32_t page, std::span<const std::byte> in) override;
 
   const kvcache::KvLayout& kv_layout() const { return layout_; }
+  // Pool `pool`'s layout (0: kv_layout()).
+  const kvcache::KvLayout& pool_layout(int32_t pool) const {
+    return pool == 0 ? layout_ : extra_[pool - 1].layout;
+  }
+  int32_t num_pools() const { return 1 + static_cast<int32_t>(extra_.size()); }
   const RunnerConfig& runner_config() const { return rc_; }
   int64_t max_blocks_per_seq() const { return layout_.BlocksFor(rc_.max_model_len); }
   int64_t vocab_size() const { return config_.vocab_size; }
@@ -80,13 +101,29 @@ class ModelRunner : public kvcache::PageIo {
               const RunnerConfig& rc);
   absl::Status Init();
   absl::StatusOr<std::unique_ptr<kernels::Buffer>> Upload(std::span<const float> host);
-  absl::Status CheckBatch(const BatchInput& batch) const;
+  absl::Status CheckBatch(const BatchInput& batch);  // also fills ranges_
   absl::Status UploadBatch(const BatchInput& batch);
   absl::Status RunLayer(int32_t layer, int64_t num_tokens, int32_t num_seqs,
                         int32_t max_blocks_per_seq);
   absl::Status Attention(int32_t layer, int64_t num_tokens, int32_t num_seqs,
                          int32_t max_blocks_per_seq);
   absl::Status Mlp(int32_t layer, int64_t num_tokens);
+  // model_runner_pools.cc: the pools besides pool 0.
+  struct ExtraPool {
+    kvcache::KvLayout layout;
+    std::unique_ptr<kernels::Buffer> arena;  // [num_pages][layout.PageBytes()] bytes
+    int32_t num_pages = 0;
+  };
+  struct PoolRange {  // one pool's sequences [first_seq, end_seq) and rows of a batch
+    int32_t pool = 0, first_seq = 0, end_seq = 0, first_token = 0, end_token = 0;
+    int32_t query_start_at = 0;  // where its rebased query_start sits in pool_query_start_
+  };
+  absl::Status InitPools();
+  absl::Status CheckPoolBatch(const BatchInput& b);
+  absl::Status UploadPoolBatch(const BatchInput& b);
+  // K/V of the step into pool r.pool, then attention of its rows (q_ -> attn_).
+  absl::Status PoolAttention(const PoolRange& r, int32_t layer, int64_t n, int32_t seqs,
+                             int32_t max_blocks);
   absl::Status Logits(int64_t num_tokens, std::span<const int32_t> rows, std::span<float> out);
   float* F(const std::unique_ptr<kernels::Buffer>& b) { return b ? b->as<float>() : nullptr; }
 
@@ -111,6 +148,10 @@ class ModelRunner : public kvcache::PageIo {
   std::unique_ptr<kernels::Buffer> block_tables_, slots_, logit_rows_;
   std::unique_ptr<kernels::Buffer> inv_freq_, final_norm_;
   std::vector<DeviceLayer> layers_;
+  std::vector<ExtraPool> extra_;
+  std::vector<PoolRange> ranges_;  // this Forward's pools, pool 0 first
+  // Per pool range, device copies: query_start rebased to its first row, quant blocks per seq.
+  std::unique_ptr<kernels::Buffer> pool_query_start_, quant_blocks_, quant_before_, quant_after_;
 };
 
 }  // namespace strata::engine

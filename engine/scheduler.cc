@@ -20,12 +20,19 @@ absl::Status SchedulerConfig::Validate() const {
 
 Scheduler::Scheduler(const SchedulerConfig& config, kvcache::KvCacheManager* kv,
                      const CostModel* cost, std::function<double()> clock)
-    : config_(config), kv_(kv), cost_(cost), clock_(clock ? std::move(clock) : NowSeconds) {
+    : config_(config), kv_(kv), pools_{kv}, cost_(cost),
+      clock_(clock ? std::move(clock) : NowSeconds) {
   CHECK(config_.policy != "slo" || cost_ != nullptr);
+}
+
+int32_t Scheduler::AddKvPool(kvcache::KvCacheManager* kv) {
+  pools_.push_back(kv);
+  return static_cast<int32_t>(pools_.size()) - 1;
 }
 
 void Scheduler::Add(std::unique_ptr<Sequence> seq) {
   CHECK(seq != nullptr && !seq->tokens.empty() && !seqs_.contains(seq->id));
+  CHECK(seq->kv_pool >= 0 && seq->kv_pool < static_cast<int32_t>(pools_.size()));
   if (seq->arrival_s == 0) seq->arrival_s = Now();
   waiting_.push_back(seq->id);
   seqs_.emplace(seq->id, std::move(seq));
@@ -37,8 +44,9 @@ const Sequence* Scheduler::Find(RequestId id) const {
 }
 
 void Scheduler::Remove(RequestId id) {
-  if (kv_->Contains(id)) kv_->Release(id);
-  if (kv_->IsSwapped(id)) kv_->DropSwapped(id);
+  kvcache::KvCacheManager& kv = Kv(*seqs_.at(id));
+  if (kv.Contains(id)) kv.Release(id);
+  if (kv.IsSwapped(id)) kv.DropSwapped(id);
   running_.erase(std::remove(running_.begin(), running_.end(), id), running_.end());
   waiting_.erase(std::remove(waiting_.begin(), waiting_.end(), id), waiting_.end());
   seqs_.erase(id);
@@ -50,8 +58,11 @@ bool Scheduler::Abort(RequestId id) {
   return true;
 }
 
-RequestId Scheduler::PreemptNewest() {
-  const RequestId victim = running_.back();
+RequestId Scheduler::PreemptNewest(int32_t pool) {
+  auto it = std::find_if(running_.rbegin(), running_.rend(),
+                         [&](RequestId id) { return seqs_.at(id)->kv_pool == pool; });
+  CHECK(it != running_.rend());
+  const RequestId victim = *it;
   Preempt(victim);
   return victim;
 }
@@ -59,13 +70,14 @@ RequestId Scheduler::PreemptNewest() {
 void Scheduler::Preempt(RequestId id) {
   running_.erase(std::remove(running_.begin(), running_.end(), id), running_.end());
   Sequence& seq = *seqs_.at(id);
-  if (SwapCheaper(seq) && kv_->SwapOut(id)) {
+  if (SwapCheaper(seq) && Kv(seq).SwapOut(id)) {
     ++num_swap_preemptions_;  // num_computed_tokens stays: its KV comes back on resume
     LOG_DEBUG("preempted request {}: {} tokens swapped to host", id, seq.num_computed_tokens);
   } else {
-    kv_->Release(id);
+    Kv(seq).Release(id);
     LOG_DEBUG("preempted request {}: {} tokens to recompute", id, seq.num_computed_tokens);
     seq.num_computed_tokens = 0;
+    seq.quant_tokens = 0;
   }
   ++seq.num_preemptions;
   ++num_preemptions_;
@@ -76,8 +88,9 @@ void Scheduler::Preempt(RequestId id) {
 // prefill of every computed token (the cost model's price, learnt from the steps so far). An
 // unfitted model (no steps seen) says nothing: copying memory wins against a forward pass.
 bool Scheduler::SwapCheaper(const Sequence& seq) const {
-  if (kv_->tiers() == nullptr || seq.num_computed_tokens == 0) return false;
-  const double swap_s = kv_->tiers()->SwapSeconds(kv_->SwapBytes(seq.id));
+  const kvcache::KvCacheManager& kv = Kv(seq);
+  if (kv.tiers() == nullptr || seq.num_computed_tokens == 0) return false;
+  const double swap_s = kv.tiers()->SwapSeconds(kv.SwapBytes(seq.id));
   if (cost_ == nullptr) return true;
   const double n = static_cast<double>(seq.num_computed_tokens);
   const double recompute_s =
@@ -94,7 +107,7 @@ bool Scheduler::ScheduleRunning(StepPlan* plan, int64_t* budget) {
     bool reserved = false;
     while (!(reserved = ReserveKv(seq, seq.num_computed_tokens + num_new))) {
       preempted = true;
-      if (PreemptNewest() == seq.id) break;  // it was the newest itself
+      if (PreemptNewest(seq.kv_pool) == seq.id) break;  // it was the newest itself
     }
     if (!reserved) break;
     plan->seqs.push_back({.id = seq.id, .start = seq.num_computed_tokens,
@@ -127,8 +140,9 @@ void Scheduler::ScheduleWaiting(StepPlan* plan, int64_t* budget) {
 
 bool Scheduler::ReserveAdmitted(Sequence& seq, int64_t attached, int64_t num_tokens, double now) {
   if (!ReserveKv(seq, num_tokens)) {
-    kv_->Release(seq.id);  // keeps the prefix pages cached; a swapped-in KV is recomputed
+    Kv(seq).Release(seq.id);  // keeps the prefix pages cached; a swapped-in KV is recomputed
     seq.num_computed_tokens = 0;
+    seq.quant_tokens = 0;
     return false;
   }
   seq.num_computed_tokens = attached;
@@ -139,31 +153,34 @@ bool Scheduler::ReserveAdmitted(Sequence& seq, int64_t attached, int64_t num_tok
 
 std::optional<int64_t> Scheduler::AttachKv(Sequence& seq) {
   seq.loading = false;
-  if (kv_->IsSwapped(seq.id)) {
-    if (kv_->SwapIn(seq.id)) return seq.num_computed_tokens;
-    if (kv_->IsSwapped(seq.id)) return std::nullopt;  // no device room yet
+  kvcache::KvCacheManager& kv = Kv(seq);
+  if (kv.IsSwapped(seq.id)) {
+    if (kv.SwapIn(seq.id)) return seq.num_computed_tokens;
+    if (kv.IsSwapped(seq.id)) return std::nullopt;  // no device room yet
     seq.num_computed_tokens = 0;  // the copy back failed: recompute
   }
-  if (seq.fork_parent) {
+  // KIVI siblings do not fork (their residual is private): the prefix cache shares the blocks.
+  if (seq.fork_parent && seq.kv_access.residual_tokens == 0) {
     const Sequence* parent = Find(*seq.fork_parent);
-    if (parent != nullptr && kv_->Contains(parent->id)) {
+    if (parent != nullptr && kv.Contains(parent->id)) {
       if (parent->num_computed_tokens < parent->num_prompt_tokens) return std::nullopt;
       // Full blocks only, and at least one token left so the sibling gets its own logits.
-      const int64_t bs = kv_->layout().block_size;
+      const int64_t bs = kv.layout().block_size;
       const int64_t shared = (seq.num_prompt_tokens - 1) / bs * bs;
-      kv_->Fork(parent->id, seq.id, shared);
+      kv.Fork(parent->id, seq.id, shared);
       if (seq.num_preemptions == 0) seq.num_cached_tokens = shared;
       return shared;
     }
   }
   kvcache::KvAccess access = seq.kv_access;
   access.fetched_from_block = seq.fetched_from_block;
-  const kvcache::PrefixHit hit = kv_->Attach(seq.id, seq.prefix_seed, seq.tokens, access);
+  const kvcache::PrefixHit hit = kv.Attach(seq.id, seq.prefix_seed, seq.tokens, access);
   if (hit.loading) {
     seq.loading = true;
     seq.fetched_from_block = hit.fetch_block;
     return std::nullopt;
   }
+  seq.quant_tokens = seq.kv_access.residual_tokens > 0 ? hit.cached_tokens : 0;
   if (seq.num_preemptions == 0) {
     seq.num_cached_tokens = hit.cached_tokens;
     seq.num_host_cached_tokens = hit.host_tokens;
@@ -230,7 +247,13 @@ std::vector<SeqEvent> Scheduler::Update(const StepPlan& plan, std::span<const in
   for (const ScheduledSeq& s : plan.seqs) {
     Sequence& seq = *seqs_.at(s.id);
     seq.num_computed_tokens = s.start + s.num_new_tokens;
-    kv_->Commit(seq.id, seq.tokens, seq.num_computed_tokens);
+    if (seq.kv_access.residual_tokens > 0) {  // KIVI: only quantized blocks are published
+      seq.quant_tokens = kvcache::KiviQuantAfter(seq.quant_tokens, seq.num_computed_tokens,
+                                                 seq.kv_access.residual_tokens);
+      Kv(seq).Commit(seq.id, seq.tokens, seq.quant_tokens);
+    } else {
+      Kv(seq).Commit(seq.id, seq.tokens, seq.num_computed_tokens);
+    }
     if (!s.sample) continue;
     CHECK(next_sample < sampled.size());
     const int32_t token = sampled[next_sample++];

@@ -68,6 +68,8 @@ struct Sequence {
   std::vector<int32_t> stop_token_ids;
   kvcache::BlockHash prefix_seed;     // SeedHash of model, codec and cache_salt
   kvcache::KvAccess kv_access;        // what its KV policy allows (prefix cache, lower tiers)
+  int32_t kv_pool = 0;                // the Scheduler's KV pool (codec) it lives in
+  int64_t quant_tokens = 0;           // KIVI: leading tokens in quantized blocks (rest: residual)
   int64_t num_host_cached_tokens = 0; // of num_cached_tokens: loaded from host RAM ...
   int64_t num_disk_cached_tokens = 0; // ... of which had come up from disk
   bool loading = false;               // waits for its prefix blocks to come up from disk
@@ -126,7 +128,11 @@ class Scheduler {
   Scheduler(const SchedulerConfig& config, kvcache::KvCacheManager* kv,
             const CostModel* cost = nullptr, std::function<double()> clock = {});
 
-  // REQUIRES: seq->id is new, the prompt is non-empty and fits the KV cache on its own.
+  // Another KV pool (a codec's pages, DESIGN.md §5); returns its index for Sequence::kv_pool.
+  // Pool 0 is the one given to the constructor; only it has tiers and LayerKV.
+  int32_t AddKvPool(kvcache::KvCacheManager* kv);
+  // REQUIRES: seq->id is new, the prompt is non-empty and fits the KV cache on its own, and
+  // seq->kv_pool names a pool.
   void Add(std::unique_ptr<Sequence> seq);
   // Frees the sequence's KV and slot now; false when the id is unknown (already finished).
   bool Abort(RequestId id);
@@ -136,6 +142,9 @@ class Scheduler {
   std::vector<SeqEvent> Update(const StepPlan& plan, std::span<const int32_t> sampled);
 
   const Sequence* Find(RequestId id) const;
+  // The KV pool `seq` lives in.
+  kvcache::KvCacheManager& Kv(const Sequence& seq) const { return *pools_[seq.kv_pool]; }
+  int32_t num_kv_pools() const { return static_cast<int32_t>(pools_.size()); }
   int32_t num_running() const { return static_cast<int32_t>(running_.size()); }
   int32_t num_waiting() const { return static_cast<int32_t>(waiting_.size()); }
   int64_t num_preemptions() const { return num_preemptions_; }
@@ -144,8 +153,9 @@ class Scheduler {
  private:
   bool ScheduleRunning(StepPlan* plan, int64_t* budget);
   void ScheduleWaiting(StepPlan* plan, int64_t* budget);
-  // Frees the newest running sequence's KV and puts it at the front of the waiting queue.
-  RequestId PreemptNewest();
+  // Frees the newest running sequence's KV in pool `pool` and puts it at the front of the
+  // waiting queue.
+  RequestId PreemptNewest(int32_t pool);
   // Frees running sequence `id`'s KV and puts it back in the waiting queue: swapped to host when
   // that is cheaper than recomputing it on resume (and the host tier has room), else dropped.
   void Preempt(RequestId id);
@@ -190,6 +200,8 @@ class Scheduler {
   // LayerKV (scheduler_layers.cc). Pages for `num_tokens` of `seq`, moving layers of other
   // running sequences to host RAM when the pool is short (and layer_offload is on).
   bool ReserveKv(Sequence& seq, int64_t num_tokens);
+  // KIVI: quantized blocks up to the fold after `num_tokens` plus the residual pages.
+  bool ReserveKivi(Sequence& seq, int64_t num_tokens);
   // Moves layers of running sequences other than `except` (lowest priority, then most TPOT
   // slack, then most KV, first) to host RAM until `pages` pages are free. True when they are.
   bool MoveLayersForRoom(int64_t pages, RequestId except);
@@ -202,7 +214,8 @@ class Scheduler {
   void Remove(RequestId id);
 
   SchedulerConfig config_;
-  kvcache::KvCacheManager* kv_;
+  kvcache::KvCacheManager* kv_;  // pool 0
+  std::vector<kvcache::KvCacheManager*> pools_;
   const CostModel* cost_;
   std::function<double()> clock_;
   std::unordered_map<RequestId, std::unique_ptr<Sequence>> seqs_;

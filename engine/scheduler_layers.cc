@@ -12,13 +12,23 @@
 namespace strata::engine {
 
 bool Scheduler::ReserveKv(Sequence& seq, int64_t num_tokens) {
+  if (seq.kv_access.residual_tokens > 0) return ReserveKivi(seq, num_tokens);
+  if (seq.kv_pool != 0) return Kv(seq).Reserve(seq.id, num_tokens);  // no LayerKV there
   if (kv_->Reserve(seq.id, num_tokens)) return true;
   return MoveLayersForRoom(kv_->PagesToReserve(seq.id, num_tokens), seq.id) &&
          kv_->Reserve(seq.id, num_tokens);
 }
 
+bool Scheduler::ReserveKivi(Sequence& seq, int64_t num_tokens) {
+  kvcache::KvCacheManager& kv = Kv(seq);
+  const int32_t r = seq.kv_access.residual_tokens;
+  return kv.Reserve(seq.id, kvcache::KiviQuantAfter(seq.quant_tokens, num_tokens, r)) &&
+         kv.ReserveResidual(seq.id, kv.layout().ResidualPages(r));
+}
+
 double Scheduler::LayerLoadBytes(const ScheduledSeq& q) const {
   const kvcache::KvLayout& layout = kv_->layout();
+  if (!kv_->Contains(q.id)) return 0;  // another pool: no host layers
   return static_cast<double>(kv_->num_host_layers(q.id)) *
          static_cast<double>(layout.BlocksFor(q.start)) * static_cast<double>(layout.PageBytes());
 }

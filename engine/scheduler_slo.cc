@@ -83,7 +83,7 @@ bool Scheduler::ScheduleDecodes(StepPlan* plan, int64_t* budget) {
     bool reserved = false;
     while (!(reserved = ReserveKv(seq, seq.num_computed_tokens + 1))) {
       preempted = true;
-      const RequestId victim = PreemptNewest();
+      const RequestId victim = PreemptNewest(seq.kv_pool);
       plan->preempted.push_back(victim);
       if (victim == seq.id) break;
     }
@@ -162,7 +162,7 @@ bool Scheduler::SchedulePrefill(Sequence& seq, double limit, double now, StepPla
                                 int64_t* budget) {
   // Running sequences hold KV; waiting ones (never admitted, preempted, or made room for in this
   // very step) do not.
-  const bool waiting = !kv_->Contains(seq.id);
+  const bool waiting = !Kv(seq).Contains(seq.id);
   // The largest chunk whose predicted step time stays within the limit.
   const int64_t remaining = static_cast<int64_t>(seq.tokens.size()) - seq.num_computed_tokens;
   int64_t chunk = std::min(remaining, *budget);

@@ -4,39 +4,55 @@
 
 namespace strata::engine {
 
-void StepBatch::Build(const StepPlan& plan, const Scheduler& scheduler,
-                      const kvcache::KvCacheManager& kv) {
-  token_ids_.clear();
-  positions_.clear();
-  query_start_.assign(1, 0);
-  context_lens_.clear();
-  logit_rows_.clear();
-  layer_loads_.clear();
-  layer_stores_.clear();
-  max_blocks_ = 1;
-  for (const ScheduledSeq& s : plan.seqs) {
-    const Sequence& seq = *scheduler.Find(s.id);
-    for (int64_t p = s.start; p < s.start + s.num_new_tokens; ++p) {
-      token_ids_.push_back(seq.tokens[p]);
-      positions_.push_back(static_cast<int32_t>(p));
-    }
-    query_start_.push_back(static_cast<int32_t>(token_ids_.size()));
-    context_lens_.push_back(static_cast<int32_t>(s.start + s.num_new_tokens));
-    if (s.sample) logit_rows_.push_back(query_start_.back() - 1);
-    max_blocks_ = std::max<int32_t>(max_blocks_, static_cast<int32_t>(kv.num_blocks(s.id)));
-    kv.LayerCopies(s.id, s.start, s.start + s.num_new_tokens, &layer_loads_, &layer_stores_);
+void StepBatch::Order(const StepPlan& plan, const Scheduler& scheduler) {
+  order_.clear();
+  for (const ScheduledSeq& s : plan.seqs) order_.push_back(&s);
+  std::stable_sort(order_.begin(), order_.end(), [&](const ScheduledSeq* a, const ScheduledSeq* b) {
+    return scheduler.Find(a->id)->kv_pool < scheduler.Find(b->id)->kv_pool;
+  });
+}
+
+void StepBatch::AddSequence(const ScheduledSeq& s, const Sequence& seq,
+                            const kvcache::KvCacheManager& kv) {
+  for (int64_t p = s.start; p < s.start + s.num_new_tokens; ++p) {
+    token_ids_.push_back(seq.tokens[p]);
+    positions_.push_back(static_cast<int32_t>(p));
   }
-  const int32_t layers = kv.layout().num_layers;
-  const size_t num_seqs = plan.seqs.size();
+  query_start_.push_back(static_cast<int32_t>(token_ids_.size()));
+  const int64_t end = s.start + s.num_new_tokens;
+  context_lens_.push_back(static_cast<int32_t>(end));
+  seq_pools_.push_back(seq.kv_pool);
+  const int32_t r = seq.kv_access.residual_tokens;
+  const int64_t quant_after = r > 0 ? kvcache::KiviQuantAfter(seq.quant_tokens, end, r) : 0;
+  quant_before_.push_back(static_cast<int32_t>(r > 0 ? seq.quant_tokens : 0));
+  quant_after_.push_back(static_cast<int32_t>(quant_after));
+  const int64_t blocks = r > 0 ? quant_after / kv.layout().block_size +
+                                     static_cast<int64_t>(kv.residual_pages(s.id, 0).size())
+                               : kv.num_blocks(s.id);
+  max_blocks_ = std::max<int32_t>(max_blocks_, static_cast<int32_t>(blocks));
+  if (seq.kv_pool == 0) kv.LayerCopies(s.id, s.start, end, &layer_loads_, &layer_stores_);
+}
+
+void StepBatch::AddTables(const Scheduler& scheduler) {
+  const int32_t layers = scheduler.Kv(*scheduler.Find(order_[0]->id)).layout().num_layers;
+  const size_t num_seqs = order_.size();
   block_tables_.assign(static_cast<size_t>(layers) * num_seqs * max_blocks_, 0);
   slots_.clear();
   for (int32_t l = 0; l < layers; ++l) {
     for (size_t i = 0; i < num_seqs; ++i) {
-      auto pages = kv.pages(plan.seqs[i].id, l);
-      std::copy(pages.begin(), pages.end(),
-                block_tables_.begin() + (static_cast<size_t>(l) * num_seqs + i) * max_blocks_);
-    }
-    for (const ScheduledSeq& s : plan.seqs) {
+      const ScheduledSeq& s = *order_[i];
+      const kvcache::KvCacheManager& kv = scheduler.Kv(*scheduler.Find(s.id));
+      auto row = block_tables_.begin() + (static_cast<size_t>(l) * num_seqs + i) * max_blocks_;
+      auto pages = kv.pages(s.id, l);
+      if (quant_after_[i] > 0 || !kv.residual_pages(s.id, l).empty()) {
+        // KIVI: quantized blocks up to the fold, then the residual pages; no slots.
+        row = std::copy_n(pages.begin(), quant_after_[i] / kv.layout().block_size, row);
+        auto residual = kv.residual_pages(s.id, l);
+        std::copy(residual.begin(), residual.end(), row);
+        slots_.insert(slots_.end(), s.num_new_tokens, -1);
+        continue;
+      }
+      std::copy(pages.begin(), pages.end(), row);
       for (int64_t p = s.start; p < s.start + s.num_new_tokens; ++p) {
         slots_.push_back(kv.Slot(s.id, l, p));
       }
@@ -44,12 +60,39 @@ void StepBatch::Build(const StepPlan& plan, const Scheduler& scheduler,
   }
 }
 
+void StepBatch::Build(const StepPlan& plan, const Scheduler& scheduler) {
+  token_ids_.clear();
+  positions_.clear();
+  query_start_.assign(1, 0);
+  context_lens_.clear();
+  seq_pools_.clear();
+  quant_before_.clear();
+  quant_after_.clear();
+  logit_rows_.clear();
+  layer_loads_.clear();
+  layer_stores_.clear();
+  max_blocks_ = 1;
+  if (plan.seqs.empty()) return;
+  Order(plan, scheduler);
+  std::vector<int32_t> last_row(plan.seqs.size(), -1);
+  for (const ScheduledSeq* s : order_) {
+    const Sequence& seq = *scheduler.Find(s->id);
+    AddSequence(*s, seq, scheduler.Kv(seq));
+    last_row[static_cast<size_t>(s - plan.seqs.data())] = query_start_.back() - 1;
+  }
+  for (size_t i = 0; i < plan.seqs.size(); ++i) {
+    if (plan.seqs[i].sample) logit_rows_.push_back(last_row[i]);
+  }
+  AddTables(scheduler);
+}
+
 BatchInput StepBatch::input() const {
   return BatchInput{.token_ids = token_ids_, .positions = positions_,
                     .query_start = query_start_, .context_lens = context_lens_,
                     .max_blocks_per_seq = max_blocks_, .block_tables = block_tables_,
                     .slots = slots_, .logit_rows = logit_rows_, .layer_loads = layer_loads_,
-                    .layer_stores = layer_stores_};
+                    .layer_stores = layer_stores_, .seq_pools = seq_pools_,
+                    .quant_before = quant_before_, .quant_after = quant_after_};
 }
 
 }  // namespace strata::engine

@@ -1,7 +1,9 @@
 // StepBatch turns a StepPlan into the ModelRunner's BatchInput: token ids, positions, the varlen
 // offsets, per-layer block tables and KV slots, which rows need logits, and the LayerKV page
-// copies of layers kept in host RAM. Built by the engine
-// thread each step; the vectors are reused across steps to avoid allocation.
+// copies of layers kept in host RAM. Sequences are grouped by KV pool (codec), pool 0 first, in
+// plan order within a pool; logit rows stay in plan order. A KIVI sequence's table lists its
+// quantized blocks up to the step's fold, then its residual pages. Built by the engine thread
+// each step; the vectors are reused across steps to avoid allocation.
 #pragma once
 
 #include <vector>
@@ -14,14 +16,21 @@ namespace strata::engine {
 
 class StepBatch {
  public:
-  // Fills the batch for `plan`. Sequences are looked up in `scheduler`, pages in `kv`.
-  void Build(const StepPlan& plan, const Scheduler& scheduler, const kvcache::KvCacheManager& kv);
+  // Fills the batch for `plan`. Sequences and their KV pools are looked up in `scheduler`.
+  void Build(const StepPlan& plan, const Scheduler& scheduler);
   BatchInput input() const;
   // LayerKV page copies (loads + stores) the batch makes.
   size_t num_layer_copies() const { return layer_loads_.size() + layer_stores_.size(); }
 
  private:
+  // The plan's entries in batch order (grouped by pool).
+  void Order(const StepPlan& plan, const Scheduler& scheduler);
+  void AddSequence(const ScheduledSeq& s, const Sequence& seq, const kvcache::KvCacheManager& kv);
+  void AddTables(const Scheduler& scheduler);
+
+  std::vector<const ScheduledSeq*> order_;
   std::vector<int32_t> token_ids_, positions_, query_start_, context_lens_, block_tables_;
+  std::vector<int32_t> seq_pools_, quant_before_, quant_after_;
   std::vector<int64_t> slots_;
   std::vector<int32_t> logit_rows_;
   std::vector<kvcache::LayerPageCopy> layer_loads_, layer_stores_;

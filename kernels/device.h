@@ -14,6 +14,7 @@
 
 #include "common/dtype.h"
 #include "common/status.h"
+#include "kernels/kv_codec.h"
 
 namespace strata::kernels {
 
@@ -147,6 +148,10 @@ class Device {
   virtual absl::Status Rope(const RopeParams& p) = 0;
   virtual absl::Status WriteKv(const WriteKvParams& p) = 0;
   virtual absl::Status PagedAttention(const PagedAttentionParams& p) = 0;
+  // KV in a codec (kernels/kv_codec.h): per-token codecs, KIVI appends, attention over both.
+  virtual absl::Status QuantWriteKv(const QuantWriteKvParams& p) = 0;
+  virtual absl::Status KiviWriteKv(const KiviWriteKvParams& p) = 0;
+  virtual absl::Status QuantPagedAttention(const QuantAttentionParams& p) = 0;
   virtual absl::Status SwiGlu(const SwiGluParams& p) = 0;
   virtual absl::Status Embedding(const EmbeddingParams& p) = 0;
   virtual absl::Status Add(const AddParams& p) = 0;

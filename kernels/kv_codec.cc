@@ -1,6 +1,8 @@
-// KV page codecs; the byte layouts are documented in kv_codec.h. Encoding and decoding go one
-// (token, head) row at a time through EncodeRow / DecodeRow, which both DecodePage and the
-// attention kernels' DecodeHeadRows use, so every consumer sees the same f32 values.
+// KV page codecs; the byte layouts are documented in kv_codec.h. Per-token codecs encode one
+// (token, head) row at a time (EncodeRow), KIVI a 32-token group at a time (EncodeKiviKeys,
+// EncodeKiviValueRow). Decoding always goes one row at a time through DecodeRow, which both
+// DecodePage and the attention kernels' DecodeHeadRows use, so every consumer sees the same f32
+// values.
 #include "kernels/kv_codec.h"
 
 #include <algorithm>
@@ -31,6 +33,14 @@ float LoadF32(const std::byte* p) {
 }
 
 void StoreF32(std::byte* p, float x) { std::memcpy(p, &x, 4); }
+
+uint16_t LoadU16(const std::byte* p) {
+  uint16_t x;
+  std::memcpy(&x, p, 2);
+  return x;
+}
+
+void StoreU16(std::byte* p, uint16_t x) { std::memcpy(p, &x, 2); }
 
 // m >> shift, rounded to nearest even.  REQUIRES: 1 <= shift <= 31.
 uint32_t ShiftRne(uint32_t m, int shift) {
@@ -79,22 +89,22 @@ size_t TokenScaleOffset(const KvPageFormat& f, Side side, int32_t token, int32_t
   return base + RowIndex(f, token, head) * 4;
 }
 
-// kivi keys: offsets of min[slot][head][0] and scale[slot][head][0].
+// kivi keys: offsets of the f16 min[slot][head][0] and scale[slot][head][0].
 size_t KeyMinOffset(const KvPageFormat& f, int32_t slot, int32_t head) {
-  return f.KStatsOffset() + (static_cast<size_t>(slot) * f.num_kv_heads + head) * f.head_dim * 4;
+  return f.KStatsOffset() + (static_cast<size_t>(slot) * f.num_kv_heads + head) * f.head_dim * 2;
 }
 size_t KeyScaleOffset(const KvPageFormat& f, int32_t slot, int32_t head) {
   return KeyMinOffset(f, slot, head) +
-         static_cast<size_t>(f.KeyStatGroups()) * f.num_kv_heads * f.head_dim * 4;
+         static_cast<size_t>(f.KeyStatGroups()) * f.num_kv_heads * f.head_dim * 2;
 }
 
-// kivi values: offsets of min[token][head][0] and scale[token][head][0].
+// kivi values: offsets of the f16 min[token][head][0] and scale[token][head][0].
 size_t ValueMinOffset(const KvPageFormat& f, int32_t token, int32_t head) {
-  return f.VStatsOffset() + RowIndex(f, token, head) * f.ValueStatGroups() * 4;
+  return f.VStatsOffset() + RowIndex(f, token, head) * f.ValueStatGroups() * 2;
 }
 size_t ValueScaleOffset(const KvPageFormat& f, int32_t token, int32_t head) {
   return ValueMinOffset(f, token, head) +
-         static_cast<size_t>(f.block_size) * f.num_kv_heads * f.ValueStatGroups() * 4;
+         static_cast<size_t>(f.block_size) * f.num_kv_heads * f.ValueStatGroups() * 2;
 }
 
 // Max-abs scale for fp8 / int8: amax / max_code, 1 for an all-zero (or unusable) vector.
@@ -105,10 +115,67 @@ float AbsMaxScale(const float* x, int32_t n, float max_code) {
   return (scale > 0.0f && std::isfinite(scale)) ? scale : 1.0f;
 }
 
+// The f16 neighbours of a finite code toward +inf / -inf (across zero: -0 -> +2^-24, +0 -> -2^-24).
+uint16_t NextF16Up(uint16_t code) {
+  if (code == 0x8000u) return 0x0001u;
+  return static_cast<uint16_t>((code & 0x8000u) ? code - 1 : code + 1);
+}
+uint16_t NextF16Down(uint16_t code) {
+  if (code == 0x0000u) return 0x8001u;
+  return static_cast<uint16_t>((code & 0x8000u) ? code + 1 : code - 1);
+}
+
+// +-inf becomes +-65504: KIVI stats stay finite (inputs beyond the f16 range are clamped).
+uint16_t SaturateF16(uint16_t code) {
+  return (code & 0x7fffu) == 0x7c00u ? static_cast<uint16_t>((code & 0x8000u) | 0x7bffu) : code;
+}
+
+// The largest f16 <= x. One step from the nearest code is enough. NaN stays NaN.
+uint16_t F16AtMost(float x) {
+  uint16_t code = EncodeFp16(x);
+  if (DecodeFp16(code) > x) code = NextF16Down(code);
+  return SaturateF16(code);
+}
+
+// The smallest f16 >= x.  REQUIRES: x <= 65504 (or NaN). float(x) is within 2^-24 relative of
+// x, far inside one f16 step, so one step from the nearest code of float(x) is enough.
+uint16_t F16AtLeast(double x) {
+  uint16_t code = EncodeFp16(static_cast<float>(x));
+  if (DecodeFp16(code) < x) code = NextF16Up(code);
+  return SaturateF16(code);
+}
+
+// A KIVI group's stats as stored (f16 codes) and as decoded (what the codes are computed
+// against, and what DecodeRow reads back).
+struct KiviStats {
+  uint16_t min_code = 0, scale_code = 0;
+  float min = 0.0f, scale = 0.0f;
+};
+
+// Stats of n values `stride` floats apart for b-bit codes: min rounded down to f16, then the
+// smallest f16 scale with stored_min + max_code * scale >= max, so the group fits [0, max_code].
+// Beyond the f16 range the stats saturate (min to -65504 or 65504, scale to [0, 65504]) and the
+// codes clamp.
+KiviStats GroupStats(const float* x, int32_t n, int64_t stride, uint32_t max_code) {
+  float lo = x[0], hi = x[0];
+  for (int32_t i = 1; i < n; ++i) {
+    lo = std::min(lo, x[i * stride]);
+    hi = std::max(hi, x[i * stride]);
+  }
+  KiviStats st;
+  st.min_code = F16AtMost(lo);
+  st.min = DecodeFp16(st.min_code);
+  st.scale_code = F16AtLeast(std::clamp((double{hi} - st.min) / max_code, 0.0, 65504.0));
+  st.scale = DecodeFp16(st.scale_code);
+  return st;
+}
+
+// round((x - min) / scale) clamped to [0, max_code]; 0 when scale is 0 or anything is NaN.
 uint32_t KiviCode(float x, float min, float scale, uint32_t max_code) {
   if (!(scale > 0.0f)) return 0;
   const float q = std::nearbyint((x - min) / scale);
-  return static_cast<uint32_t>(std::clamp(q, 0.0f, static_cast<float>(max_code)));
+  if (!(q >= 0.0f)) return 0;
+  return static_cast<uint32_t>(std::min(q, static_cast<float>(max_code)));
 }
 
 // ORs `code` into channel d of a packed row.
@@ -201,24 +268,62 @@ void DecodeByteRow(const std::byte* row, int32_t d, bool fp8, float scale, float
   }
 }
 
-// dst[i] = min[i] + codes[i] * scale[i] for i < n, with n f32 mins and scales, or one of each
-// when `broadcast`.
-void DequantizeAffine(const uint8_t* codes, int32_t n, const std::byte* min,
-                      const std::byte* scale, bool broadcast, float* dst) {
+// dst[i] = min[i] + codes[i] * scale[i] for i < n, with n f16 mins and scales (KIVI keys).
+// vcvtph2ps is exact, like DecodeFp16, and both paths round the product, then the sum.
+void DequantizeChannels(const uint8_t* codes, int32_t n, const std::byte* mins,
+                        const std::byte* scales, float* dst) {
   int32_t i = 0;
 #if defined(__AVX512F__)
   for (; i + 16 <= n; i += 16) {
     const __m512 c = _mm512_cvtepi32_ps(
         _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(codes + i))));
-    const __m512 lo = broadcast ? _mm512_set1_ps(LoadF32(min)) : _mm512_loadu_ps(min + 4 * i);
-    const __m512 sc = broadcast ? _mm512_set1_ps(LoadF32(scale)) : _mm512_loadu_ps(scale + 4 * i);
+    const __m512 lo =
+        _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(mins + 2 * i)));
+    const __m512 sc =
+        _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(scales + 2 * i)));
     _mm512_storeu_ps(dst + i, _mm512_add_ps(lo, _mm512_mul_ps(c, sc)));
   }
 #endif
   for (; i < n; ++i) {
-    const float lo = LoadF32(broadcast ? min : min + 4 * i);
-    const float sc = LoadF32(broadcast ? scale : scale + 4 * i);
-    dst[i] = lo + static_cast<float>(codes[i]) * sc;
+    dst[i] = DecodeFp16(LoadU16(mins + 2 * i)) +
+             static_cast<float>(codes[i]) * DecodeFp16(LoadU16(scales + 2 * i));
+  }
+}
+
+// dst[i] = min + codes[i] * scale for i < n (one KIVI value channel group).
+void DequantizeUniform(const uint8_t* codes, int32_t n, float min, float scale, float* dst) {
+  int32_t i = 0;
+#if defined(__AVX512F__)
+  for (; i + 16 <= n; i += 16) {
+    const __m512 c = _mm512_cvtepi32_ps(
+        _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(codes + i))));
+    _mm512_storeu_ps(dst + i,
+                     _mm512_add_ps(_mm512_set1_ps(min), _mm512_mul_ps(c, _mm512_set1_ps(scale))));
+  }
+#endif
+  for (; i < n; ++i) dst[i] = min + static_cast<float>(codes[i]) * scale;
+}
+
+// One KIVI (token, head) row back to dst[D]: keys through the token's group's per-channel stats,
+// values through the row's per-channel-group stats.
+void DecodeKiviRow(const KvPageFormat& f, const std::byte* page, Side side, int32_t token,
+                   int32_t head, float* dst) {
+  const int32_t d = f.head_dim;
+  uint8_t codes[kMaxHeadDim];
+  UnpackRow(page + CodeRowOffset(f, side, token, head), d, f.CodeBits(), codes);
+  if (side == Side::kKey) {
+    const int32_t slot = token / kKiviGroupTokens;
+    DequantizeChannels(codes, d, page + KeyMinOffset(f, slot, head),
+                       page + KeyScaleOffset(f, slot, head), dst);
+    return;
+  }
+  const std::byte* mins = page + ValueMinOffset(f, token, head);
+  const std::byte* scales = page + ValueScaleOffset(f, token, head);
+  for (int32_t g = 0; g < f.ValueStatGroups(); ++g) {
+    const int32_t begin = g * kKiviChannelGroup;
+    DequantizeUniform(codes + begin, std::min(kKiviChannelGroup, d - begin),
+                      DecodeFp16(LoadU16(mins + 2 * g)), DecodeFp16(LoadU16(scales + 2 * g)),
+                      dst + begin);
   }
 }
 
@@ -241,67 +346,33 @@ void DecodeRow(const KvPageFormat& f, const std::byte* page, Side side, int32_t 
                     LoadF32(page + TokenScaleOffset(f, side, token, head)), dst);
       return;
     case KvCodec::kKivi4:
-    case KvCodec::kKivi2: {
-      const int32_t bits = f.CodeBits();
-      uint8_t codes[kMaxHeadDim];
-      UnpackRow(row, d, bits, codes);
-      if (side == Side::kKey) {
-        const int32_t slot = f.block_size >= kKiviGroupTokens ? token / kKiviGroupTokens : 0;
-        DequantizeAffine(codes, d, page + KeyMinOffset(f, slot, head),
-                         page + KeyScaleOffset(f, slot, head), /*broadcast=*/false, dst);
-        return;
-      }
-      const std::byte* mins = page + ValueMinOffset(f, token, head);
-      const std::byte* scales = page + ValueScaleOffset(f, token, head);
-      for (int32_t g = 0; g < f.ValueStatGroups(); ++g) {
-        const int32_t begin = g * kKiviChannelGroup;
-        DequantizeAffine(codes + begin, std::min(kKiviChannelGroup, d - begin), mins + 4 * g,
-                         scales + 4 * g, /*broadcast=*/true, dst + begin);
-      }
+    case KvCodec::kKivi2:
+      DecodeKiviRow(f, page, side, token, head, dst);
       return;
-    }
   }
 }
 
-// Min and scale of n values `stride` floats apart, for b-bit asymmetric codes.
-void MinScale(const float* x, int32_t n, int64_t stride, uint32_t max_code, float& min,
-              float& scale) {
-  float lo = x[0], hi = x[0];
-  for (int32_t i = 1; i < n; ++i) {
-    lo = std::min(lo, x[i * stride]);
-    hi = std::max(hi, x[i * stride]);
-  }
-  min = lo;
-  scale = (hi - lo) / static_cast<float>(max_code);
-}
-
-// KIVI keys of one group: per (head, channel) stats over the 32 tokens, stored in every page.
-void EncodeKiviKeys(const KvPageFormat& f, std::span<const std::span<std::byte>> pages,
-                    int32_t first, const float* k) {
+// KIVI keys of the group at tokens [first, first + 32): per (head, channel) stats over the
+// group's tokens in key-stat slot first / 32, then the codes.
+void EncodeKiviKeys(const KvPageFormat& f, std::byte* page, int32_t first, const float* k) {
   const int32_t h_count = f.num_kv_heads, d = f.head_dim, bits = f.CodeBits();
   const uint32_t max_code = (1u << bits) - 1u;
   const int64_t token_floats = static_cast<int64_t>(h_count) * d;
-  const int32_t slot = f.block_size >= kKiviGroupTokens ? first / kKiviGroupTokens : 0;
-  std::vector<float> mins(d), scales(d);
-  std::vector<std::byte> row(f.RowBytes());
+  const int32_t slot = first / kKiviGroupTokens;
+  std::vector<KiviStats> stats(d);
   for (int32_t h = 0; h < h_count; ++h) {
     for (int32_t i = 0; i < d; ++i) {
-      MinScale(k + h * d + i, kKiviGroupTokens, token_floats, max_code, mins[i], scales[i]);
-    }
-    for (const std::span<std::byte>& page : pages) {
-      std::memcpy(page.data() + KeyMinOffset(f, slot, h), mins.data(), d * 4);
-      std::memcpy(page.data() + KeyScaleOffset(f, slot, h), scales.data(), d * 4);
+      stats[i] = GroupStats(k + h * d + i, kKiviGroupTokens, token_floats, max_code);
+      StoreU16(page + KeyMinOffset(f, slot, h) + 2 * i, stats[i].min_code);
+      StoreU16(page + KeyScaleOffset(f, slot, h) + 2 * i, stats[i].scale_code);
     }
     for (int32_t t = 0; t < kKiviGroupTokens; ++t) {
-      std::fill(row.begin(), row.end(), std::byte{0});
+      std::byte* row = page + CodeRowOffset(f, Side::kKey, first + t, h);
+      std::fill(row, row + f.RowBytes(), std::byte{0});
       const float* src = k + t * token_floats + h * d;
       for (int32_t i = 0; i < d; ++i) {
-        PackCode(row.data(), i, bits, KiviCode(src[i], mins[i], scales[i], max_code));
+        PackCode(row, i, bits, KiviCode(src[i], stats[i].min, stats[i].scale, max_code));
       }
-      const int32_t slot_token = first + t;
-      std::byte* page = pages[slot_token / f.block_size].data();
-      std::memcpy(page + CodeRowOffset(f, Side::kKey, slot_token % f.block_size, h), row.data(),
-                  row.size());
     }
   }
 }
@@ -315,12 +386,11 @@ void EncodeKiviValueRow(const KvPageFormat& f, std::byte* page, int32_t token, i
   std::fill(row, row + f.RowBytes(), std::byte{0});
   for (int32_t g = 0; g < f.ValueStatGroups(); ++g) {
     const int32_t begin = g * kKiviChannelGroup, end = std::min(d, begin + kKiviChannelGroup);
-    float min, scale;
-    MinScale(src + begin, end - begin, 1, max_code, min, scale);
-    StoreF32(page + ValueMinOffset(f, token, head) + 4 * g, min);
-    StoreF32(page + ValueScaleOffset(f, token, head) + 4 * g, scale);
+    const KiviStats st = GroupStats(src + begin, end - begin, 1, max_code);
+    StoreU16(page + ValueMinOffset(f, token, head) + 2 * g, st.min_code);
+    StoreU16(page + ValueScaleOffset(f, token, head) + 2 * g, st.scale_code);
     for (int32_t i = begin; i < end; ++i) {
-      PackCode(row, i, bits, KiviCode(src[i], min, scale, max_code));
+      PackCode(row, i, bits, KiviCode(src[i], st.min, st.scale, max_code));
     }
   }
 }
@@ -367,9 +437,9 @@ absl::Status KvPageFormat::Validate() const {
                                              ")"));
   }
   if (IsKivi(codec)) {
-    if (kKiviGroupTokens % block_size != 0 && block_size % kKiviGroupTokens != 0) {
-      return absl::InvalidArgumentError(StrCat(CodecName(codec), " needs block_size dividing or ",
-                                               "divisible by 32, got ", block_size));
+    if (block_size % kKiviGroupTokens != 0) {
+      return absl::InvalidArgumentError(StrCat(CodecName(codec), " needs block_size a multiple ",
+                                               "of ", kKiviGroupTokens, ", got ", block_size));
     }
     if (head_dim * CodeBits() % 8 != 0) {
       return absl::InvalidArgumentError(StrCat(CodecName(codec), " needs head_dim * ", CodeBits(),
@@ -396,7 +466,7 @@ int32_t KvPageFormat::CodeBits() const {
 size_t KvPageFormat::RowBytes() const { return static_cast<size_t>(head_dim) * CodeBits() / 8; }
 
 int32_t KvPageFormat::KeyStatGroups() const {
-  return IsKivi(codec) ? std::max(1, block_size / kKiviGroupTokens) : 0;
+  return IsKivi(codec) ? block_size / kKiviGroupTokens : 0;
 }
 
 int32_t KvPageFormat::ValueStatGroups() const {
@@ -412,13 +482,14 @@ size_t KvPageFormat::KStatsOffset() const { return 2 * VCodesOffset(); }
 size_t KvPageFormat::VStatsOffset() const {
   const size_t rows = static_cast<size_t>(block_size) * num_kv_heads;
   if (HasTokenScales(codec)) return KStatsOffset() + rows * 4;
-  return KStatsOffset() + static_cast<size_t>(KeyStatGroups()) * num_kv_heads * head_dim * 2 * 4;
+  // KIVI: f16 mins then f16 scales, [Gk][H][D] each.
+  return KStatsOffset() + static_cast<size_t>(KeyStatGroups()) * num_kv_heads * head_dim * 2 * 2;
 }
 
 size_t KvPageFormat::PageBytes() const {
   const size_t rows = static_cast<size_t>(block_size) * num_kv_heads;
   if (HasTokenScales(codec)) return VStatsOffset() + rows * 4;
-  return VStatsOffset() + rows * ValueStatGroups() * 2 * 4;
+  return VStatsOffset() + rows * ValueStatGroups() * 2 * 2;  // f16 mins and scales, [B][H][Gv]
 }
 
 double BytesPerToken(const KvPageFormat& format) {
@@ -494,34 +565,24 @@ absl::Status EncodeTokens(const KvPageFormat& format, std::span<std::byte> page,
   return absl::OkStatus();
 }
 
-absl::Status EncodeKiviGroup(const KvPageFormat& format,
-                             std::span<const std::span<std::byte>> pages,
-                             int32_t first_token_in_first_page, const float* k, const float* v) {
-  RETURN_IF_ERROR(format.Validate());
+absl::Status EncodeKiviGroup(const KvPageFormat& format, std::span<std::byte> page, int32_t first,
+                             const float* k, const float* v) {
+  RETURN_IF_ERROR(CheckPage(format, page.size(), "EncodeKiviGroup"));
   if (!IsKivi(format.codec) || k == nullptr || v == nullptr) {
     return absl::InvalidArgumentError(StrCat("EncodeKiviGroup: needs a kivi codec and k, v, got ",
                                              CodecName(format.codec)));
   }
-  const int32_t bs = format.block_size;
-  const size_t want_pages = bs < kKiviGroupTokens ? kKiviGroupTokens / bs : 1;
-  const int32_t first = first_token_in_first_page;
-  if (pages.size() != want_pages || first < 0 || first % kKiviGroupTokens != 0 ||
-      first + kKiviGroupTokens > std::max(bs, kKiviGroupTokens)) {
-    return absl::InvalidArgumentError(StrCat("EncodeKiviGroup: ", pages.size(),
-                                             " pages starting at token ", first, "; block_size ",
-                                             bs, " needs ", want_pages, " starting at a multiple ",
-                                             "of 32 inside the page"));
+  if (first < 0 || first % kKiviGroupTokens != 0 ||
+      first > format.block_size - kKiviGroupTokens) {
+    return absl::InvalidArgumentError(StrCat("EncodeKiviGroup: group at token ", first, " of a ",
+                                             format.block_size, "-token page (needs a multiple ",
+                                             "of 32 inside the page)"));
   }
-  for (const std::span<std::byte>& page : pages) {
-    RETURN_IF_ERROR(CheckPage(format, page.size(), "EncodeKiviGroup"));
-  }
-  EncodeKiviKeys(format, pages, first, k);
+  EncodeKiviKeys(format, page.data(), first, k);
   const int64_t token_floats = static_cast<int64_t>(format.num_kv_heads) * format.head_dim;
   for (int32_t t = 0; t < kKiviGroupTokens; ++t) {
-    const int32_t slot_token = first + t;
-    std::byte* page = pages[slot_token / bs].data();
     for (int32_t h = 0; h < format.num_kv_heads; ++h) {
-      EncodeKiviValueRow(format, page, slot_token % bs, h,
+      EncodeKiviValueRow(format, page.data(), first + t, h,
                          v + t * token_floats + h * format.head_dim);
     }
   }

@@ -197,6 +197,9 @@ void KvCacheManager::FreePages(const RequestKv& req) {
       if (!staging.empty()) order.push_back(staging[b]);
     }
   }
+  for (const auto& layer_pages : req.residual) {
+    order.insert(order.end(), layer_pages.begin(), layer_pages.end());
+  }
   pool_.Free(order);
   for (const auto& host : req.host) {
     for (const HostPage& p : host) tiers_->FreeLayerPage(p);
@@ -217,7 +220,7 @@ int64_t KvCacheManager::SwapBytes(RequestId id) const {
 bool KvCacheManager::SwapOut(RequestId id) {
   auto it = requests_.find(id);
   CHECK(it != requests_.end());
-  if (tiers_ == nullptr || it->second.num_host_layers > 0 ||
+  if (tiers_ == nullptr || it->second.num_host_layers > 0 || !it->second.residual.empty() ||
       !tiers_->SwapOut(id, it->second.pages)) {
     return false;
   }
@@ -285,7 +288,7 @@ void KvCacheManager::DropSwapped(RequestId id) {
 void KvCacheManager::Fork(RequestId parent, RequestId child, int64_t shared_tokens) {
   CHECK(!requests_.contains(child));
   const RequestKv& from = Get(parent);
-  CHECK(from.num_host_layers == 0);
+  CHECK(from.num_host_layers == 0 && from.residual.empty());
   const int64_t shared_blocks = shared_tokens / layout_.block_size;
   CHECK(shared_tokens >= 0 && shared_blocks <= NumBlocks(from));
   RequestKv to;
@@ -302,6 +305,28 @@ void KvCacheManager::Fork(RequestId parent, RequestId child, int64_t shared_toke
   to.block_hashes.assign(from.block_hashes.begin(), from.block_hashes.begin() + known);
   to.num_published_blocks = std::min(from.num_published_blocks, shared_blocks);
   requests_.emplace(child, std::move(to));
+}
+
+bool KvCacheManager::ReserveResidual(RequestId id, int32_t pages_per_layer) {
+  RequestKv& req = Get(id);
+  const int32_t have = req.residual.empty() ? 0 : static_cast<int32_t>(req.residual[0].size());
+  if (pages_per_layer <= have) return true;
+  const int32_t missing = (pages_per_layer - have) * layout_.num_layers;
+  if (missing > pool_.num_free()) return false;
+  std::vector<int32_t> fresh = *pool_.Allocate(missing);
+  req.residual.resize(layout_.num_layers);
+  auto next = fresh.begin();
+  for (auto& layer_pages : req.residual) {
+    layer_pages.insert(layer_pages.end(), next, next + (pages_per_layer - have));
+    next += pages_per_layer - have;
+  }
+  return true;
+}
+
+std::span<const int32_t> KvCacheManager::residual_pages(RequestId id, int32_t layer) const {
+  const RequestKv& req = Get(id);
+  if (req.residual.empty()) return {};
+  return req.residual[layer];
 }
 
 std::span<const int32_t> KvCacheManager::pages(RequestId id, int32_t layer) const {
@@ -335,6 +360,9 @@ absl::Status KvCacheManager::CheckInvariants() const {
     }
     for (const auto& staging : req.staging) {
       for (int32_t page : staging) ++refs[page];
+    }
+    for (const auto& layer_pages : req.residual) {
+      for (int32_t page : layer_pages) ++refs[page];
     }
     if (req.num_published_blocks > NumBlocks(req) ||
         req.num_published_blocks > static_cast<int64_t>(req.block_hashes.size())) {

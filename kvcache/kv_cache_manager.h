@@ -32,6 +32,8 @@ namespace strata::kvcache {
 struct KvAccess {
   bool prefix_cache = true;               // look up and publish its full blocks
   uint8_t lower_tiers = kAllLowerTiers;   // where its published blocks may be demoted / found
+  kernels::KvCodec codec = kernels::KvCodec::kF32;  // the codec (pool) of its pages
+  int32_t residual_tokens = 0;            // KIVI: full-precision window (a multiple of 32); else 0
   bool may_fetch = true;                  // start disk reads for a prefix found only on disk
   // Where the request's last round of disk reads began (-1: none yet). A new round starts only
   // further into the prompt, so rounds make progress even when writes were still landing on
@@ -131,6 +133,12 @@ class KvCacheManager {
   void LayerCopies(RequestId id, int64_t start, int64_t end, std::vector<LayerPageCopy>* loads,
                    std::vector<LayerPageCopy>* stores) const;
 
+  // KIVI: private pages of the request's full-precision residual (the tokens after its last
+  // quantized block), `pages_per_layer` in every layer, from the same pool; never published,
+  // freed with the request. False and no change when the pool lacks them.
+  bool ReserveResidual(RequestId id, int32_t pages_per_layer);
+  std::span<const int32_t> residual_pages(RequestId id, int32_t layer) const;
+
   std::span<const int32_t> pages(RequestId id, int32_t layer) const;
   int64_t num_blocks(RequestId id) const;
   // Flat slot (page * block_size + offset) of token `position` in `layer`.
@@ -155,6 +163,7 @@ class KvCacheManager {
     // staging[p] are the device pages the host layers of parity p run in.
     std::vector<std::vector<HostPage>> host;  // [num_layers][num_blocks] or empty
     std::array<std::vector<int32_t>, 2> staging;
+    std::vector<std::vector<int32_t>> residual;  // [num_layers][pages] (KIVI) or empty
     int32_t num_host_layers = 0;
     bool InHost(int32_t l) const { return !host.empty() && !host[l].empty(); }
   };

@@ -1,25 +1,49 @@
 // The shape of a model's paged KV cache. A page holds `block_size` tokens of ONE layer's K and V
 // (DESIGN.md §5), so a request's layers can live in different pages (and later, tiers):
-//   page: [2 (K, V), block_size, num_kv_heads, head_dim] elements of the codec (f32 for now).
+//   page: [2 (K, V), block_size, num_kv_heads, head_dim] f32 elements, or, for another codec,
+//         the bytes of kernels/kv_codec.h's page layout.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
 
 #include "common/status.h"
+#include "kernels/kv_codec.h"
 
 namespace strata::kvcache {
+
+// KIVI's residual window is at most this many tokens (policies' residual_tokens).
+inline constexpr int32_t kMaxKiviResidualTokens = 512;
 
 struct KvLayout {
   int32_t num_layers = 0;
   int32_t num_kv_heads = 0;
   int32_t head_dim = 0;
   int32_t block_size = 16;  // tokens per page
+  kernels::KvCodec codec = kernels::KvCodec::kF32;
 
-  size_t PageElements() const {
-    return 2 * static_cast<size_t>(block_size) * num_kv_heads * head_dim;
+  kernels::KvPageFormat Format() const {
+    return {.codec = codec, .block_size = block_size, .num_kv_heads = num_kv_heads,
+            .head_dim = head_dim};
   }
-  size_t PageBytes() const { return PageElements() * sizeof(float); }
+  size_t PageBytes() const { return Format().PageBytes(); }
+  bool kivi() const {
+    return codec == kernels::KvCodec::kKivi4 || codec == kernels::KvCodec::kKivi2;
+  }
+  // KIVI: the format of a request's residual pages, carved from the same pool (one page's bytes
+  // hold as many bf16 tokens as fit).
+  kernels::KvPageFormat ResidualFormat() const {
+    kernels::KvPageFormat f{.codec = kernels::KvCodec::kBf16, .block_size = 1,
+                            .num_kv_heads = num_kv_heads, .head_dim = head_dim};
+    f.block_size = static_cast<int32_t>(PageBytes() / f.PageBytes());
+    return f;
+  }
+  // KIVI: residual pages per layer for a window of `residual_tokens` (it holds at most
+  // residual_tokens - 1 tokens between steps: a full window is folded at once).
+  int32_t ResidualPages(int32_t residual_tokens) const {
+    const int32_t per_page = ResidualFormat().block_size;
+    return (residual_tokens - 1 + per_page - 1) / per_page;
+  }
   // Blocks needed to hold `num_tokens` tokens of one layer.
   int64_t BlocksFor(int64_t num_tokens) const { return (num_tokens + block_size - 1) / block_size; }
 
@@ -31,8 +55,15 @@ struct KvLayout {
       return absl::InvalidArgumentError(
           StrCat("kvcache.block_size must be in [1, 1024], got ", block_size));
     }
-    return absl::OkStatus();
+    return Format().Validate();
   }
 };
+
+// KIVI: the quantized tokens after a step that leaves `num_tokens` tokens, `quant_tokens` of
+// them quantized before: every full window of `residual_tokens` past them is folded.
+inline int64_t KiviQuantAfter(int64_t quant_tokens, int64_t num_tokens, int32_t residual_tokens) {
+  if (num_tokens <= quant_tokens) return quant_tokens;
+  return quant_tokens + (num_tokens - quant_tokens) / residual_tokens * residual_tokens;
+}
 
 }  // namespace strata::kvcache

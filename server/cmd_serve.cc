@@ -47,10 +47,9 @@ absl::StatusOr<Config> LoadWithOverrides(const CliFlags& flags) {
 
 void WarnAboutPolicies(const Config& c) {
   for (const auto& [name, p] : c.policies) {
-    if (p.codec != "fp32" || p.sparsity.type != "none") {
-      LOG_WARN("kv policy '{}' ({} KV, sparsity {}): accepted, but this build keeps every "
-               "token's KV in fp32 until the KV-policy work lands", name, p.codec,
-               p.sparsity.type);
+    if (p.sparsity.type != "none") {
+      LOG_WARN("kv policy '{}' (sparsity {}): accepted, but this build keeps every token's KV "
+               "until the sparsity work lands", name, p.sparsity.type);
     }
   }
 }

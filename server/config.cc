@@ -78,6 +78,7 @@ const std::initializer_list<std::string_view> kSparsityTypes = {"none", "sink_wi
                                                                 "snapkv"};
 const std::initializer_list<std::string_view> kTiers = {"device", "host", "disk"};
 constexpr int64_t kKiviGroupTokens = 32;
+constexpr int64_t kMaxResidualTokens = 512;  // kvcache::kMaxKiviResidualTokens
 
 std::string JoinNames(std::initializer_list<std::string_view> names) {
   std::vector<std::string> v(names.begin(), names.end());
@@ -303,11 +304,13 @@ absl::Status KvPolicy::Validate() const {
   const std::string path = StrCat("policies.", name);
   RETURN_IF_ERROR(OneOf(StrCat(path, ".codec"), codec, "codec", kCodecs));
   const bool kivi = codec == "kivi4" || codec == "kivi2";
-  if (kivi && (residual_tokens <= 0 || residual_tokens % kKiviGroupTokens != 0)) {
+  if (kivi && (residual_tokens <= 0 || residual_tokens % kKiviGroupTokens != 0 ||
+               residual_tokens > kMaxResidualTokens)) {
     return ConfigError(
         StrCat(path, ".residual_tokens"),
-        StrCat("codec ", codec, " needs a full-precision window > 0 and a multiple of ",
-               kKiviGroupTokens, " (got ", residual_tokens, ")"));
+        StrCat("codec ", codec, " needs a full-precision window > 0, at most ",
+               kMaxResidualTokens, " and a multiple of ", kKiviGroupTokens, " (got ",
+               residual_tokens, ")"));
   }
   if (!kivi && residual_tokens != 0) {
     return ConfigError(
@@ -317,6 +320,12 @@ absl::Status KvPolicy::Validate() const {
   }
   RETURN_IF_ERROR(ValidateSparsity(path, sparsity));
   RETURN_IF_ERROR(ValidatePolicyTiers(path, tiers));
+  if (codec != "fp32" && tiers.size() != 1) {
+    return ConfigError(StrCat(path, ".tiers"),
+                       StrCat("must be [device] for codec ", codec,
+                              ": the host and disk tiers hold fp32 pages only (got [",
+                              absl::StrJoin(tiers, ", "), "])"));
+  }
   return InRange(StrCat(path, ".retention_priority"), retention_priority, -100, 100);
 }
 

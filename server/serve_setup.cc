@@ -1,6 +1,8 @@
 #include "server/serve_setup.h"
 
+#include <algorithm>
 #include <filesystem>
+#include <set>
 
 #include "common/file.h"
 #include "common/json.h"
@@ -12,6 +14,8 @@ namespace strata::server {
 kvcache::KvAccess KvAccessOf(const KvPolicy& p) {
   kvcache::KvAccess a;
   a.prefix_cache = p.prefix_cache;
+  a.codec = *kernels::ParseCodec(p.codec);  // validated with the config
+  a.residual_tokens = static_cast<int32_t>(p.residual_tokens);
   a.lower_tiers = 0;
   for (const std::string& tier : p.tiers) {
     if (tier == "host") a.lower_tiers |= kvcache::kTierHost;
@@ -19,6 +23,62 @@ kvcache::KvAccess KvAccessOf(const KvPolicy& p) {
   }
   return a;
 }
+
+namespace {
+
+// The codecs the policies name besides fp32, each once, in a fixed order.
+std::vector<kernels::KvCodec> ExtraCodecs(const Config& c) {
+  std::set<kernels::KvCodec> codecs;
+  for (const auto& [name, policy] : c.policies) codecs.insert(*kernels::ParseCodec(policy.codec));
+  codecs.erase(kernels::KvCodec::kF32);
+  return {codecs.begin(), codecs.end()};
+}
+
+bool UsesFp32(const Config& c) {
+  return std::any_of(c.policies.begin(), c.policies.end(),
+                     [](const auto& e) { return e.second.codec == "fp32"; });
+}
+
+// The device KV budget carved into one pool per codec (DESIGN.md §5): equal byte shares for the
+// codecs the policies name; the fp32 pool (pool 0, always there: tiers, the cost profile) gets
+// only room for one sequence of max_model_len when no policy names fp32. A budget of 0 (auto)
+// gives every pool room for max_num_seqs such sequences.
+void CarvePools(const Config& c, const engine::Model& model, engine::EngineConfig* e) {
+  const std::vector<kernels::KvCodec> extra = ExtraCodecs(c);
+  if (extra.empty()) return;
+  kvcache::KvLayout layout{.num_layers = static_cast<int32_t>(model.config.num_layers),
+                           .num_kv_heads = static_cast<int32_t>(model.config.num_kv_heads),
+                           .head_dim = static_cast<int32_t>(model.config.head_dim),
+                           .block_size = c.kvcache.block_size};
+  const int64_t max_len = c.model.max_model_len > 0
+                              ? c.model.max_model_len
+                              : std::min<int64_t>(model.config.max_position_embeddings, 4096);
+  const int64_t budget = c.kvcache.tiers.device.capacity_bytes;
+  const int64_t seqs = budget > 0 ? 1 : c.engine.max_num_seqs;
+  const int64_t one_seq = layout.BlocksFor(max_len) * layout.num_layers;
+  const bool fp32 = UsesFp32(c);
+  const int64_t shares = static_cast<int64_t>(extra.size()) + (fp32 ? 1 : 0);
+  const int64_t rest = budget - (fp32 ? 0 : one_seq * static_cast<int64_t>(layout.PageBytes()));
+  const int64_t share = budget > 0 ? std::max<int64_t>(0, rest) / shares : 0;
+  if (!fp32) {
+    e->num_kv_pages = static_cast<int32_t>(one_seq);
+  } else if (budget > 0) {
+    e->num_kv_pages = static_cast<int32_t>(share / static_cast<int64_t>(layout.PageBytes()));
+  }
+  for (kernels::KvCodec codec : extra) {
+    kvcache::KvLayout l = layout;
+    l.codec = codec;
+    if (l.kivi()) l.block_size = (layout.block_size + 31) / 32 * 32;
+    const int64_t residual = l.kivi() ? l.ResidualPages(kvcache::kMaxKiviResidualTokens) : 0;
+    const int64_t pages = budget > 0 ? share / static_cast<int64_t>(l.PageBytes())
+                                     : (l.BlocksFor(max_len) + residual) * l.num_layers * seqs;
+    e->codec_pools.push_back({.codec = codec, .block_size = l.block_size,
+                              .num_pages = static_cast<int32_t>(
+                                  std::min<int64_t>(pages, INT32_MAX))});
+  }
+}
+
+}  // namespace
 
 engine::EngineConfig MakeEngineConfig(const Config& c, const engine::Model& model) {
   engine::EngineConfig e;
@@ -40,6 +100,7 @@ engine::EngineConfig MakeEngineConfig(const Config& c, const engine::Model& mode
     e.num_kv_pages = static_cast<int32_t>(
         std::min<int64_t>(c.kvcache.tiers.device.capacity_bytes / layout.PageBytes(), INT32_MAX));
   }
+  CarvePools(c, model, &e);
   const TiersConfig& t = c.kvcache.tiers;
   e.tiers.host_capacity_bytes = t.host.capacity_bytes;
   e.tiers.write_through = t.host.write_through;

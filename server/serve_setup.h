@@ -19,6 +19,8 @@
 namespace strata::server {
 
 engine::EngineConfig MakeEngineConfig(const Config& config, const engine::Model& model);
+// What a request under `policy` may do with its KV (codec, residual window, prefix cache, tiers).
+kvcache::KvAccess KvAccessOf(const KvPolicy& policy);
 ServiceOptions MakeServiceOptions(const Config& config, const std::string& served_name);
 HttpServerOptions MakeHttpOptions(const Config& config);
 // model.served_name, else the spec as given: synthetic:NAME, org/name, or a folder's base name.

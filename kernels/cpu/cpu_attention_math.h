@@ -1,7 +1,7 @@
 // The online-softmax attention math shared by the CPU paged-attention kernels (f32 pages in
-// cpu_attention.cc, KV codecs in cpu_quant_attention.cc), so both fold a page into a head's
-// softmax with the same instructions in the same order (the fp32 codec is bit-identical to the
-// f32 kernel). Stateless; any thread.
+// cpu_attention.cc, KV codecs with their residual pages in cpu_quant_attention.cc), so both fold
+// a page into a head's softmax with the same instructions in the same order (the fp32 codec is
+// bit-identical to the f32 kernel). Stateless; any thread.
 #pragma once
 
 #include <algorithm>
@@ -214,27 +214,38 @@ struct SoftmaxScratch {
 };
 
 // out[h, :] = softmax(q[h, :] . K[0, num_kv)^T * scale) V for `num_heads` consecutive q heads
-// that share a kv head. Pages are the outer loop, so each page's K and V rows are read (or
-// decoded) once and then served from L1 to every head of the item. `rows_of(b, count)` returns
-// the rows of logical block b, of which the first `count` are in the context.
-template <typename RowsOf>
-void AttendPages(int32_t num_kv, int32_t block_size, int32_t num_heads, int32_t d, float scale,
-                 const float* q, float* out, SoftmaxScratch& s, RowsOf rows_of) {
+// that share a kv head, over pages of possibly different sizes: logical page b holds
+// page_tokens(b) tokens (at most the scratch's block_size). Pages are the outer loop, so each
+// page's K and V rows are read (or decoded) once and then served from L1 to every head of the
+// item. `rows_of(b, count)` returns the rows of logical page b, of which the first `count` are in
+// the context.
+template <typename PageTokens, typename RowsOf>
+void AttendMixedPages(int32_t num_kv, int32_t num_heads, int32_t d, float scale, const float* q,
+                      float* out, SoftmaxScratch& s, PageTokens page_tokens, RowsOf rows_of) {
   std::fill(s.acc.begin(), s.acc.end(), 0.0f);
   std::fill(s.running_max.begin(), s.running_max.end(), -std::numeric_limits<float>::infinity());
   std::fill(s.running_sum.begin(), s.running_sum.end(), 0.0f);
-  for (int32_t start = 0, b = 0; start < num_kv; start += block_size, ++b) {
-    const int32_t count = std::min(block_size, num_kv - start);
+  for (int32_t start = 0, b = 0; start < num_kv; ++b) {
+    const int32_t count = std::min(page_tokens(b), num_kv - start);
     const PageRows rows = rows_of(b, count);
     for (int32_t h = 0; h < num_heads; ++h) {
       UpdateHead(q + h * d, rows.k, rows.v, count, rows.stride, d, scale, s.scores.data(),
                  s.acc.data() + h * d, s.running_max[h], s.running_sum[h]);
     }
+    start += count;
   }
   for (int32_t h = 0; h < num_heads; ++h) {
     const float inv_sum = 1.0f / s.running_sum[h];
     for (int32_t i = 0; i < d; ++i) out[h * d + i] = s.acc[h * d + i] * inv_sum;
   }
+}
+
+// AttendMixedPages over pages of block_size tokens each.
+template <typename RowsOf>
+void AttendPages(int32_t num_kv, int32_t block_size, int32_t num_heads, int32_t d, float scale,
+                 const float* q, float* out, SoftmaxScratch& s, RowsOf rows_of) {
+  AttendMixedPages(num_kv, num_heads, d, scale, q, out, s,
+                   [block_size](int32_t) { return block_size; }, rows_of);
 }
 
 // The work items of a varlen attention batch: one per (query token, run of heads_per_item q

@@ -86,6 +86,15 @@ class CpuDevice final : public Device {
   absl::Status RmsNorm(const RmsNormParams& p) override { return cpu::RmsNorm(p, threads_); }
   absl::Status Rope(const RopeParams& p) override { return cpu::Rope(p, threads_); }
   absl::Status WriteKv(const WriteKvParams& p) override { return cpu::WriteKv(p, threads_); }
+  absl::Status QuantWriteKv(const QuantWriteKvParams& p) override {
+    return cpu::QuantWriteKv(p, threads_);
+  }
+  absl::Status KiviWriteKv(const KiviWriteKvParams& p) override {
+    return cpu::KiviWriteKv(p, threads_);
+  }
+  absl::Status QuantPagedAttention(const QuantAttentionParams& p) override {
+    return cpu::QuantPagedAttention(p, threads_);
+  }
   absl::Status PagedAttention(const PagedAttentionParams& p) override {
     return cpu::PagedAttention(p, threads_);
   }

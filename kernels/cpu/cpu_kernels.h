@@ -22,14 +22,15 @@ absl::Status PagedAttention(const PagedAttentionParams& p, int threads);
 }  // namespace strata::kernels::cpu
 
 // cpu_quant_attention.cc: paged KV in a KV codec (kernels/kv_codec.h). QuantWriteKv takes the
-// per-token codecs (fp32, bf16, fp16, fp8, int8); QuantPagedAttention reads every codec, plus
-// f32 residual pages, decoding one page per step into a per-thread tile. Appended after the
-// block above (not merged into it) so that this file's other owners' lines stay untouched.
+// per-token codecs (fp32, bf16, fp16, fp8, int8), KiviWriteKv appends to KIVI sequences (folding
+// full groups of their residual); QuantPagedAttention reads every codec plus residual pages,
+// decoding one page per step into a per-thread tile.
 #include "kernels/kv_codec.h"
 
 namespace strata::kernels::cpu {
 
 absl::Status QuantWriteKv(const QuantWriteKvParams& p, int threads);
+absl::Status KiviWriteKv(const KiviWriteKvParams& p, int threads);
 absl::Status QuantPagedAttention(const QuantAttentionParams& p, int threads);
 
 }  // namespace strata::kernels::cpu

@@ -1,19 +1,27 @@
-// Quantized KV writes and causal GQA attention over pages of one KV codec (kernels/kv_codec.h).
+// Quantized KV writes and causal GQA attention over pages of one KV codec (kernels/kv_codec.h),
+// all in one pool of fixed-stride pages.
 //
-// Same structure as the f32 kernel (cpu_attention.cc): one work item is (query token, a run of q
-// heads sharing one kv head), items go to OpenMP threads dynamically, and each item walks its
-// sequence's pages in order with an online softmax in f32. The difference is the page read: a
-// quantized page's rows for the item's kv head are decoded into a per-thread [block_size,
-// head_dim] tile (through kv_codec's DecodeHeadRows, so the values are exactly DecodePage's),
-// which then serves every head of the item; the sequence is never expanded into a full-precision
-// copy. fp32 pages and KIVI's f32 residual pages are read in place.
+// Attention has the structure of the f32 kernel (cpu_attention.cc): one work item is (query
+// token, a run of q heads sharing one kv head), items go to OpenMP threads dynamically, and each
+// item walks its sequence's pages in order with an online softmax in f32. The difference is the
+// page read: a sequence's first quant_blocks pages are in `format`, the pages after them are
+// residual pages in `residual_format` (with their own block size), and a non-fp32 page's rows
+// for the item's kv head are decoded into a per-thread [block_size, head_dim] tile (through
+// kv_codec's DecodeHeadRows, so the values are exactly DecodePage's), which then serves every
+// head of the item; the sequence is never expanded into a full-precision copy. fp32 pages are
+// read in place.
 //
 // The score / accumulate math is cpu_attention_math.h's, shared with the f32 kernel, so the fp32
-// codec through this path equals PagedAttention bit for bit.
+// codec through this path equals PagedAttention bit for bit (with the same page boundaries).
+//
+// KiviWriteKv folds a KIVI sequence's residual: it gathers the old residual rows (decoded to
+// f32), appends the step's new rows, encodes every completed 32-token group into its KIVI page
+// and rewrites the remaining rows into the residual pages from offset 0.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <initializer_list>
 #include <limits>
 #include <span>
 #include <vector>
@@ -24,51 +32,111 @@
 namespace strata::kernels::cpu {
 namespace {
 
-absl::Status ValidatePools(const QuantAttentionParams& p) {
-  RETURN_IF_ERROR(p.format.Validate());
-  const KvPageFormat& f = p.format;
-  if (p.num_quant_pages < 0 || (p.num_quant_pages > 0 && p.quant_pool == nullptr) ||
-      (f.codec == KvCodec::kF32 &&
-       reinterpret_cast<uintptr_t>(p.quant_pool) % alignof(float) != 0)) {
-    return absl::InvalidArgumentError(StrCat("QuantPagedAttention: bad ", CodecName(f.codec),
-                                             " pool (", p.num_quant_pages, " pages)"));
-  }
-  const KvPoolView& full = p.full;
-  if (full.num_pages < 0 ||
-      (full.num_pages > 0 &&
-       (full.pool == nullptr || full.block_size != f.block_size ||
-        full.num_kv_heads != f.num_kv_heads || full.head_dim != f.head_dim))) {
-    return absl::InvalidArgumentError(StrCat("QuantPagedAttention: the f32 pool (", full.num_pages,
-                                             " pages, block_size ", full.block_size, ", ",
-                                             full.num_kv_heads, "x", full.head_dim,
-                                             ") does not match the quantized pages"));
-  }
-  return absl::OkStatus();
-}
+bool IsKivi(KvCodec codec) { return codec == KvCodec::kKivi4 || codec == KvCodec::kKivi2; }
 
-// Checks one sequence's block table: quantized blocks first, then f32 ones.
-absl::Status ValidateBlocks(const QuantAttentionParams& p, int32_t s, int64_t num_blocks) {
-  const int32_t num_quant = p.quant_blocks[s];
-  if (num_quant < 0 || num_quant > num_blocks) {
-    return absl::InvalidArgumentError(StrCat("QuantPagedAttention: sequence ", s, " has ",
-                                             num_quant, " quantized blocks of ", num_blocks));
+int64_t CeilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+// Page ids [0, num_pages) of page_stride bytes each hold a page of every one of `formats`.
+absl::Status ValidatePool(const char* op, const std::byte* pool, size_t page_stride,
+                          int32_t num_pages, std::initializer_list<KvPageFormat> formats) {
+  if (num_pages < 0 || (num_pages > 0 && pool == nullptr)) {
+    return absl::InvalidArgumentError(StrCat(op, ": bad pool (", num_pages, " pages)"));
   }
-  for (int64_t b = 0; b < num_blocks; ++b) {
-    const int32_t page = p.block_tables[s * static_cast<int64_t>(p.max_blocks_per_seq) + b];
-    const bool quant = b < num_quant;
-    const int32_t num_pages = quant ? p.num_quant_pages : p.full.num_pages;
-    if (page < 0 || page >= num_pages) {
-      return absl::InvalidArgumentError(StrCat("QuantPagedAttention: sequence ", s, " block ", b,
-                                               " maps to ", quant ? "quantized" : "f32", " page ",
-                                               page, " of ", num_pages));
+  for (const KvPageFormat& f : formats) {
+    RETURN_IF_ERROR(f.Validate());
+    if (page_stride < f.PageBytes()) {
+      return absl::InvalidArgumentError(StrCat(op, ": page stride ", page_stride, " < ",
+                                               f.PageBytes(), " bytes of a ", CodecName(f.codec),
+                                               " page of ", f.block_size, " tokens"));
     }
   }
   return absl::OkStatus();
 }
 
+// The residual pages' format: fp32 or bf16, with the quantized pages' heads and head_dim.
+absl::Status ValidateResidualFormat(const char* op, const KvPageFormat& format,
+                                    const KvPageFormat& residual) {
+  RETURN_IF_ERROR(residual.Validate());
+  if ((residual.codec != KvCodec::kF32 && residual.codec != KvCodec::kBf16) ||
+      residual.num_kv_heads != format.num_kv_heads || residual.head_dim != format.head_dim) {
+    return absl::InvalidArgumentError(StrCat(op, ": residual pages must be fp32 or bf16 with ",
+                                             format.num_kv_heads, "x", format.head_dim,
+                                             " heads, got ", CodecName(residual.codec), " ",
+                                             residual.num_kv_heads, "x", residual.head_dim));
+  }
+  return absl::OkStatus();
+}
+
+// Entries [begin, end) of a block-table row name pages of the pool.
+absl::Status ValidateEntries(const char* op, const int32_t* row, int32_t s, int64_t begin,
+                             int64_t end, int32_t max_blocks_per_seq, int32_t num_pages) {
+  if (end > max_blocks_per_seq) {
+    return absl::InvalidArgumentError(StrCat(op, ": sequence ", s, " needs ", end,
+                                             " block-table entries, has ", max_blocks_per_seq));
+  }
+  for (int64_t b = begin; b < end; ++b) {
+    if (row[b] < 0 || row[b] >= num_pages) {
+      return absl::InvalidArgumentError(
+          StrCat(op, ": sequence ", s, " block ", b, " maps to page ", row[b], " of ", num_pages));
+    }
+  }
+  return absl::OkStatus();
+}
+
+// Sequence s of a varlen batch: its query rows fit its context. Returns its number of new rows.
+absl::StatusOr<int32_t> QueryRows(const char* op, const int32_t* query_start,
+                                  const int32_t* context_lens, int32_t s) {
+  if (s == 0 && query_start[0] != 0) {
+    return absl::InvalidArgumentError(StrCat(op, ": query_start[0] must be 0"));
+  }
+  const int32_t q_len = query_start[s + 1] - query_start[s];
+  if (q_len < 0 || context_lens[s] < q_len) {
+    return absl::InvalidArgumentError(StrCat(op, ": sequence ", s, " has ", q_len,
+                                             " query tokens and context ", context_lens[s]));
+  }
+  return q_len;
+}
+
+// ---- QuantPagedAttention --------------------------------------------------------------------
+
+absl::Status ValidateAttentionPool(const QuantAttentionParams& p) {
+  const char* op = "QuantPagedAttention";
+  RETURN_IF_ERROR(ValidateResidualFormat(op, p.format, p.residual_format));
+  RETURN_IF_ERROR(
+      ValidatePool(op, p.pool, p.page_stride, p.num_pages, {p.format, p.residual_format}));
+  // fp32 pages are read in place as floats.
+  const bool f32_in_place =
+      p.format.codec == KvCodec::kF32 || p.residual_format.codec == KvCodec::kF32;
+  if (f32_in_place && (reinterpret_cast<uintptr_t>(p.pool) % alignof(float) != 0 ||
+                       p.page_stride % alignof(float) != 0)) {
+    return absl::InvalidArgumentError(StrCat(op, ": fp32 pages need a 4-byte aligned pool and ",
+                                             "stride, got stride ", p.page_stride));
+  }
+  return absl::OkStatus();
+}
+
+// Sequence s: quant_blocks[s] pages in `format` (a KIVI sequence's last one may end with the
+// context at a group boundary), then enough residual pages for the rest of the context.
+absl::Status ValidateSequenceBlocks(const QuantAttentionParams& p, int32_t s) {
+  const char* op = "QuantPagedAttention";
+  const int64_t ctx = p.context_lens[s], bs = p.format.block_size;
+  const int64_t num_quant = p.quant_blocks[s];
+  const int64_t quant_tokens = std::min(num_quant * bs, ctx);
+  if (num_quant < 0 || num_quant > CeilDiv(ctx, bs) ||
+      (IsKivi(p.format.codec) && quant_tokens % kKiviGroupTokens != 0)) {
+    return absl::InvalidArgumentError(StrCat(op, ": sequence ", s, " has ", num_quant, " ",
+                                             CodecName(p.format.codec), " blocks of ", bs,
+                                             " tokens for a context of ", ctx));
+  }
+  const int64_t num_residual = CeilDiv(ctx - quant_tokens, p.residual_format.block_size);
+  const int32_t* row = p.block_tables + s * static_cast<int64_t>(p.max_blocks_per_seq);
+  return ValidateEntries(op, row, s, 0, num_quant + num_residual, p.max_blocks_per_seq,
+                         p.num_pages);
+}
+
 // Checks the varlen metadata and every page id attention will read; returns the q.k work.
 absl::StatusOr<int64_t> ValidateQuantAttention(const QuantAttentionParams& p) {
-  RETURN_IF_ERROR(ValidatePools(p));
+  RETURN_IF_ERROR(ValidateAttentionPool(p));
   const int32_t num_kv_heads = p.format.num_kv_heads;
   if (p.q == nullptr || p.out == nullptr || p.query_start == nullptr || p.context_lens == nullptr ||
       p.block_tables == nullptr || p.quant_blocks == nullptr || p.num_seqs < 0 ||
@@ -79,62 +147,196 @@ absl::StatusOr<int64_t> ValidateQuantAttention(const QuantAttentionParams& p) {
   }
   int64_t work = 0;
   for (int32_t s = 0; s < p.num_seqs; ++s) {
-    ASSIGN_OR_RETURN(const int64_t num_blocks,
-                     VarlenBlocks("QuantPagedAttention", p.query_start, p.context_lens, s,
-                                  p.format.block_size, p.max_blocks_per_seq));
-    RETURN_IF_ERROR(ValidateBlocks(p, s, num_blocks));
-    work += static_cast<int64_t>(p.query_start[s + 1] - p.query_start[s]) * p.context_lens[s];
+    ASSIGN_OR_RETURN(const int32_t q_len,
+                     QueryRows("QuantPagedAttention", p.query_start, p.context_lens, s));
+    RETURN_IF_ERROR(ValidateSequenceBlocks(p, s));
+    work += static_cast<int64_t>(q_len) * p.context_lens[s];
   }
   return work * p.num_q_heads * p.format.head_dim;
 }
 
 // Per-thread scratch: the softmax state and one page's decoded K and V rows of one kv head.
 struct QuantScratch {
-  QuantScratch(const KvPageFormat& f, int32_t heads)
-      : softmax(f.block_size, heads, f.head_dim),
-        k_tile(static_cast<size_t>(f.block_size) * f.head_dim),
-        v_tile(static_cast<size_t>(f.block_size) * f.head_dim) {}
+  QuantScratch(int32_t max_block_size, int32_t heads, int32_t d)
+      : softmax(max_block_size, heads, d),
+        k_tile(static_cast<size_t>(max_block_size) * d),
+        v_tile(static_cast<size_t>(max_block_size) * d) {}
   SoftmaxScratch softmax;
-  std::vector<float> k_tile;  // [block_size, head_dim]
-  std::vector<float> v_tile;  // [block_size, head_dim]
+  std::vector<float> k_tile;  // [max_block_size, head_dim]
+  std::vector<float> v_tile;  // [max_block_size, head_dim]
 };
 
-// Logical block `block` (page id `page`) of a sequence whose first `num_quant` blocks are
-// quantized: f32 pages are read in place, quantized ones decoded into the scratch tiles.
-PageRows ReadPage(const QuantAttentionParams& p, int32_t block, int32_t num_quant, int32_t page,
+// Rows [0, count) of one kv head of page `page` in format f: fp32 pages in place, others
+// decoded into the scratch tiles.
+PageRows ReadPage(const QuantAttentionParams& p, const KvPageFormat& f, int32_t page,
                   int32_t kv_head, int32_t count, QuantScratch& scratch) {
-  const KvPageFormat& f = p.format;
-  const int64_t token_stride = static_cast<int64_t>(f.num_kv_heads) * f.head_dim;
-  const int64_t half_page = f.block_size * token_stride;
-  if (block >= num_quant) {
-    const float* k = p.full.pool + 2 * half_page * page + kv_head * f.head_dim;
-    return {k, k + half_page, token_stride};
-  }
-  const std::byte* bytes = p.quant_pool + f.PageBytes() * static_cast<size_t>(page);
+  const std::byte* bytes = p.pool + p.page_stride * static_cast<size_t>(page);
   if (f.codec == KvCodec::kF32) {
+    const int64_t token_stride = static_cast<int64_t>(f.num_kv_heads) * f.head_dim;
     const float* k = reinterpret_cast<const float*>(bytes) + kv_head * f.head_dim;
-    return {k, k + half_page, token_stride};
+    return {k, k + f.block_size * token_stride, token_stride};
   }
   DecodeHeadRows(f, bytes, kv_head, count, scratch.k_tile.data(), scratch.v_tile.data());
   return {scratch.k_tile.data(), scratch.v_tile.data(), f.head_dim};
 }
 
-bool IsPerTokenCodec(KvCodec codec) { return codec != KvCodec::kKivi4 && codec != KvCodec::kKivi2; }
+// ---- KiviWriteKv ----------------------------------------------------------------------------
+
+// One sequence's KiviWriteKv step.
+struct KiviStep {
+  int32_t n_old = 0, context_len = 0, quant_before = 0, quant_after = 0;
+  int64_t first_row = 0;           // of its new rows in k, v
+  const int32_t* table = nullptr;  // its block-table row (after the step)
+  int64_t residual_entry = 0;      // entry of its first residual page: ceil(quant_after / B)
+};
+
+absl::Status ValidateKiviWriteShape(const KiviWriteKvParams& p) {
+  const char* op = "KiviWriteKv";
+  RETURN_IF_ERROR(p.format.Validate());
+  if (!IsKivi(p.format.codec)) {
+    return absl::InvalidArgumentError(
+        StrCat(op, ": needs kivi4 or kivi2 pages, got ", CodecName(p.format.codec)));
+  }
+  RETURN_IF_ERROR(ValidateResidualFormat(op, p.format, p.residual_format));
+  RETURN_IF_ERROR(
+      ValidatePool(op, p.pool, p.page_stride, p.num_pages, {p.format, p.residual_format}));
+  if (p.num_seqs < 0 || p.max_blocks_per_seq < 0 ||
+      (p.num_seqs > 0 &&
+       (p.query_start == nullptr || p.context_lens == nullptr || p.quant_before == nullptr ||
+        p.quant_after == nullptr || p.block_tables == nullptr))) {
+    return absl::InvalidArgumentError(StrCat(op, ": bad arguments (num_seqs=", p.num_seqs, ")"));
+  }
+  return absl::OkStatus();
+}
+
+// Checks sequence s's quant counts and every page id its step reads or writes.
+absl::StatusOr<KiviStep> KiviStepOf(const KiviWriteKvParams& p, int32_t s) {
+  const char* op = "KiviWriteKv";
+  ASSIGN_OR_RETURN(const int32_t q_len, QueryRows(op, p.query_start, p.context_lens, s));
+  KiviStep st;
+  st.context_len = p.context_lens[s];
+  st.n_old = st.context_len - q_len;
+  st.quant_before = p.quant_before[s];
+  st.quant_after = p.quant_after[s];
+  st.first_row = p.query_start[s];
+  st.table = p.block_tables + s * static_cast<int64_t>(p.max_blocks_per_seq);
+  if (st.quant_before < 0 || st.quant_before % kKiviGroupTokens != 0 ||
+      st.quant_after % kKiviGroupTokens != 0 || st.quant_before > st.n_old ||
+      st.quant_after < st.quant_before || st.quant_after > st.context_len) {
+    return absl::InvalidArgumentError(StrCat(op, ": sequence ", s, " quantized ", st.quant_before,
+                                             " -> ", st.quant_after, " tokens with ", st.n_old,
+                                             " -> ", st.context_len, " (multiples of 32, ",
+                                             "before <= old tokens, after <= context)"));
+  }
+  const int64_t bs = p.format.block_size, rbs = p.residual_format.block_size;
+  st.residual_entry = CeilDiv(st.quant_after, bs);
+  const int64_t num_residual = std::max(CeilDiv(st.n_old - st.quant_before, rbs),
+                                        CeilDiv(st.context_len - st.quant_after, rbs));
+  RETURN_IF_ERROR(ValidateEntries(op, st.table, s, st.quant_before / bs, st.residual_entry,
+                                  p.max_blocks_per_seq, p.num_pages));
+  RETURN_IF_ERROR(ValidateEntries(op, st.table, s, st.residual_entry,
+                                  st.residual_entry + num_residual, p.max_blocks_per_seq,
+                                  p.num_pages));
+  return st;
+}
+
+std::span<std::byte> PoolPage(const KiviWriteKvParams& p, const KvPageFormat& f, int32_t page) {
+  return {p.pool + p.page_stride * static_cast<size_t>(page), f.PageBytes()};
+}
+
+// The f32 rows of a step's tokens [quant_before, context_len): the old residual ones (decoded
+// from the residual pages by Gather) and the step's new ones (read in place from k, v).
+class StepRows {
+ public:
+  StepRows(const KiviWriteKvParams& p, const KiviStep& st)
+      : p_(p),
+        st_(st),
+        token_floats_(static_cast<int64_t>(p.format.num_kv_heads) * p.format.head_dim) {}
+
+  // Decodes the old residual rows, page by page, before anything overwrites their pages.
+  void Gather() {
+    const KvPageFormat& r = p_.residual_format;
+    const int32_t num_old = st_.n_old - st_.quant_before;
+    old_k_.resize(num_old * token_floats_);
+    old_v_.resize(num_old * token_floats_);
+    for (int32_t i = 0; i < num_old; i += r.block_size) {
+      const int32_t page = st_.table[st_.residual_entry + i / r.block_size];
+      // Cannot fail: formats, counts and page ids were checked.
+      CHECK_OK(DecodePage(r, PoolPage(p_, r, page), std::min(r.block_size, num_old - i),
+                          old_k_.data() + i * token_floats_, old_v_.data() + i * token_floats_));
+    }
+  }
+
+  // REQUIRES: quant_before <= t < context_len, and Gather() ran if t < n_old.
+  const float* K(int32_t t) const { return Row(old_k_, p_.k, t); }
+  const float* V(int32_t t) const { return Row(old_v_, p_.v, t); }
+  int64_t token_floats() const { return token_floats_; }
+
+ private:
+  const float* Row(const std::vector<float>& old, const float* fresh, int32_t t) const {
+    if (t < st_.n_old) return old.data() + (t - st_.quant_before) * token_floats_;
+    return fresh + (st_.first_row + t - st_.n_old) * token_floats_;
+  }
+
+  const KiviWriteKvParams& p_;
+  const KiviStep& st_;
+  int64_t token_floats_;
+  std::vector<float> old_k_, old_v_;  // [n_old - quant_before, heads, head_dim]
+};
+
+// Encodes the groups [quant_before, quant_after) into their KIVI pages: group g goes to table
+// entry g / B at token g % B.
+void FoldGroups(const KiviWriteKvParams& p, const KiviStep& st, const StepRows& rows) {
+  const KvPageFormat& f = p.format;
+  const int64_t tf = rows.token_floats();
+  std::vector<float> k(kKiviGroupTokens * tf), v(kKiviGroupTokens * tf);
+  for (int32_t g = st.quant_before; g < st.quant_after; g += kKiviGroupTokens) {
+    for (int32_t t = 0; t < kKiviGroupTokens; ++t) {
+      std::copy_n(rows.K(g + t), tf, k.data() + t * tf);
+      std::copy_n(rows.V(g + t), tf, v.data() + t * tf);
+    }
+    CHECK_OK(EncodeKiviGroup(f, PoolPage(p, f, st.table[g / f.block_size]), g % f.block_size,
+                             k.data(), v.data()));
+  }
+}
+
+// Writes tokens [first, context_len) into the residual pages, token quant_after at offset 0.
+void WriteResidual(const KiviWriteKvParams& p, const KiviStep& st, const StepRows& rows,
+                   int32_t first) {
+  const KvPageFormat& r = p.residual_format;
+  for (int32_t t = first; t < st.context_len; ++t) {
+    const int32_t i = t - st.quant_after;
+    const int32_t page = st.table[st.residual_entry + i / r.block_size];
+    CHECK_OK(EncodeTokens(r, PoolPage(p, r, page), i % r.block_size, 1, rows.K(t), rows.V(t)));
+  }
+}
+
+void RunKiviStep(const KiviWriteKvParams& p, const KiviStep& st) {
+  StepRows rows(p, st);
+  if (st.quant_after == st.quant_before) {  // nothing folds: the old residual stays in place
+    WriteResidual(p, st, rows, st.n_old);
+    return;
+  }
+  rows.Gather();
+  FoldGroups(p, st, rows);
+  WriteResidual(p, st, rows, st.quant_after);
+}
 
 }  // namespace
 
 absl::Status QuantWriteKv(const QuantWriteKvParams& p, int threads) {
   RETURN_IF_ERROR(p.format.Validate());
   const KvPageFormat& f = p.format;
-  if (!IsPerTokenCodec(f.codec)) {
+  if (IsKivi(f.codec)) {
     return absl::InvalidArgumentError(
-        StrCat("QuantWriteKv: ", CodecName(f.codec), " pages are written by EncodeKiviGroup"));
+        StrCat("QuantWriteKv: ", CodecName(f.codec), " pages are written by KiviWriteKv"));
   }
-  if (p.quant_pool == nullptr || p.num_quant_pages <= 0 || p.num_tokens < 0 ||
+  RETURN_IF_ERROR(ValidatePool("QuantWriteKv", p.pool, p.page_stride, p.num_pages, {f}));
+  if (p.num_tokens < 0 ||
       (p.num_tokens > 0 && (p.k == nullptr || p.v == nullptr || p.slots == nullptr))) {
-    return absl::InvalidArgumentError("QuantWriteKv: null pool, k, v or slots");
+    return absl::InvalidArgumentError("QuantWriteKv: null k, v or slots");
   }
-  const int64_t num_slots = static_cast<int64_t>(p.num_quant_pages) * f.block_size;
+  const int64_t num_slots = static_cast<int64_t>(p.num_pages) * f.block_size;
   for (int64_t t = 0; t < p.num_tokens; ++t) {
     if (p.slots[t] < 0 || p.slots[t] >= num_slots) {
       return absl::InvalidArgumentError(StrCat("QuantWriteKv: slot ", p.slots[t], " of token ", t,
@@ -142,36 +344,60 @@ absl::Status QuantWriteKv(const QuantWriteKvParams& p, int threads) {
     }
   }
   const int64_t token_floats = static_cast<int64_t>(f.num_kv_heads) * f.head_dim;
-  const size_t page_bytes = f.PageBytes();
   const bool parallel = p.num_tokens * token_floats >= kMinParallelWork;
   // Tokens sharing a page write disjoint rows and scales, so tokens run in parallel.
 #pragma omp parallel for num_threads(parallel ? threads : 1)
   for (int64_t t = 0; t < p.num_tokens; ++t) {
     const int64_t page = p.slots[t] / f.block_size;
     const int32_t offset = static_cast<int32_t>(p.slots[t] % f.block_size);
-    const std::span<std::byte> bytes(p.quant_pool + page * page_bytes, page_bytes);
+    const std::span<std::byte> bytes(p.pool + p.page_stride * page, f.PageBytes());
     // Cannot fail: the format, codec and slot were checked above.
     CHECK_OK(EncodeTokens(f, bytes, offset, 1, p.k + t * token_floats, p.v + t * token_floats));
   }
   return absl::OkStatus();
 }
 
+absl::Status KiviWriteKv(const KiviWriteKvParams& p, int threads) {
+  RETURN_IF_ERROR(ValidateKiviWriteShape(p));
+  std::vector<KiviStep> steps;
+  steps.reserve(p.num_seqs);
+  int64_t work = 0;  // rows written
+  for (int32_t s = 0; s < p.num_seqs; ++s) {
+    ASSIGN_OR_RETURN(KiviStep st, KiviStepOf(p, s));
+    work += st.context_len - st.quant_before;
+    steps.push_back(st);
+  }
+  if (p.num_seqs > 0 && p.query_start[p.num_seqs] > 0 && (p.k == nullptr || p.v == nullptr)) {
+    return absl::InvalidArgumentError("KiviWriteKv: null k or v");
+  }
+  const int64_t token_floats = static_cast<int64_t>(p.format.num_kv_heads) * p.format.head_dim;
+  const bool parallel = work * token_floats >= kMinParallelWork;
+  // Sequences write disjoint pages.
+#pragma omp parallel for schedule(dynamic, 1) num_threads(parallel ? threads : 1)
+  for (int32_t s = 0; s < p.num_seqs; ++s) RunKiviStep(p, steps[s]);
+  return absl::OkStatus();
+}
+
 absl::Status QuantPagedAttention(const QuantAttentionParams& p, int threads) {
   ASSIGN_OR_RETURN(const int64_t work, ValidateQuantAttention(p));
   const KvPageFormat& f = p.format;
+  const KvPageFormat& r = p.residual_format;
   const AttentionItems items(p.query_start, p.context_lens, p.num_seqs, p.num_q_heads,
                              f.num_kv_heads, f.head_dim, threads);
+  const int32_t max_block_size = std::max(f.block_size, r.block_size);
   items.ForEach(
       work >= kMinParallelWork ? threads : 1,
-      [&] { return QuantScratch(f, items.heads_per_item()); },
+      [&] { return QuantScratch(max_block_size, items.heads_per_item(), f.head_dim); },
       [&](const AttentionItems::Item& it, QuantScratch& scratch) {
         const int32_t* table = p.block_tables + it.seq * static_cast<int64_t>(p.max_blocks_per_seq);
         const int32_t num_quant = p.quant_blocks[it.seq];
-        AttendPages(it.num_kv, f.block_size, items.heads_per_item(), f.head_dim, p.scale,
-                    p.q + it.row_offset, p.out + it.row_offset, scratch.softmax,
-                    [&](int32_t b, int32_t count) {
-                      return ReadPage(p, b, num_quant, table[b], it.kv_head, count, scratch);
-                    });
+        AttendMixedPages(
+            it.num_kv, items.heads_per_item(), f.head_dim, p.scale, p.q + it.row_offset,
+            p.out + it.row_offset, scratch.softmax,
+            [&](int32_t b) { return b < num_quant ? f.block_size : r.block_size; },
+            [&](int32_t b, int32_t count) {
+              return ReadPage(p, b < num_quant ? f : r, table[b], it.kv_head, count, scratch);
+            });
       });
   return absl::OkStatus();
 }

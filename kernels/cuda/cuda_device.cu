@@ -105,6 +105,15 @@ class CudaDevice final : public Device {
   }
   absl::Status Rope(const RopeParams&) override { return Unimplemented("Rope"); }
   absl::Status WriteKv(const WriteKvParams&) override { return Unimplemented("WriteKv"); }
+  absl::Status QuantWriteKv(const QuantWriteKvParams&) override {
+    return Unimplemented("QuantWriteKv");
+  }
+  absl::Status KiviWriteKv(const KiviWriteKvParams&) override {
+    return Unimplemented("KiviWriteKv");
+  }
+  absl::Status QuantPagedAttention(const QuantAttentionParams&) override {
+    return Unimplemented("QuantPagedAttention");
+  }
   absl::Status PagedAttention(const PagedAttentionParams&) override {
     return Unimplemented("PagedAttention");
   }

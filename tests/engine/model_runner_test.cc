@@ -23,7 +23,7 @@ class ModelRunnerTest : public ::testing::Test {
     ASSERT_TRUE(dev.ok());
     device_ = std::move(*dev);
     RunnerConfig rc{.max_batch_tokens = 64, .max_num_seqs = 4, .max_logit_rows = 8,
-                    .num_kv_pages = 64, .block_size = 4, .max_model_len = 64};
+                    .num_kv_pages = 64, .block_size = 4, .max_model_len = 64, .extra_pools = {}};
     auto r = ModelRunner::Create(device_.get(), model_->config, model_->weights, rc);
     ASSERT_TRUE(r.ok()) << r.status();
     runner_ = std::move(*r);
@@ -64,7 +64,8 @@ class ModelRunnerTest : public ::testing::Test {
     BatchInput b{.token_ids = ids, .positions = positions, .query_start = query_start,
                  .context_lens = context_lens, .max_blocks_per_seq = max_blocks,
                  .block_tables = tables, .slots = slots, .logit_rows = rows,
-                 .layer_loads = {}, .layer_stores = {}};
+                 .layer_loads = {}, .layer_stores = {}, .seq_pools = {},
+                 .quant_before = {}, .quant_after = {}};
     EXPECT_TRUE(runner_->Forward(b, logits).ok());
     std::vector<std::vector<float>> out;
     for (size_t s = 0; s < rows.size(); ++s) {
@@ -102,7 +103,8 @@ TEST_F(ModelRunnerTest, RejectsBadBatchesWithoutWritingKv) {
   std::vector<float> logits(runner_->vocab_size());
   BatchInput b{.token_ids = ids, .positions = positions, .query_start = qs, .context_lens = ctx,
                .max_blocks_per_seq = 1, .block_tables = tables, .slots = slots,
-               .logit_rows = rows, .layer_loads = {}, .layer_stores = {}};
+               .logit_rows = rows, .layer_loads = {}, .layer_stores = {}, .seq_pools = {},
+                 .quant_before = {}, .quant_after = {}};
   absl::Status s = runner_->Forward(b, logits);
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_NE(std::string(s.message()).find("600"), std::string::npos) << s;

@@ -41,17 +41,18 @@ TEST(KvPageFormat, ValidateRejectsBadShapes) {
   EXPECT_FALSE((KvPageFormat{KvCodec::kFp8, 0, 2, 64}.Validate().ok()));
   EXPECT_FALSE((KvPageFormat{KvCodec::kF32, 16, 0, 64}.Validate().ok()));
   EXPECT_FALSE((KvPageFormat{KvCodec::kBf16, 16, 2, -1}.Validate().ok()));
+  // KIVI pages hold whole 32-token key groups.
   for (KvCodec kivi : {KvCodec::kKivi4, KvCodec::kKivi2}) {
-    for (int32_t bs : {1, 8, 16, 32, 64, 128}) {
+    for (int32_t bs : {32, 64, 96, 128}) {
       EXPECT_TRUE((KvPageFormat{kivi, bs, 2, 64}.Validate().ok())) << bs;
     }
-    for (int32_t bs : {5, 24, 48}) {
+    for (int32_t bs : {1, 5, 8, 16, 24, 48, 80}) {
       EXPECT_EQ((KvPageFormat{kivi, bs, 2, 64}.Validate().code()),
                 absl::StatusCode::kInvalidArgument) << bs;
     }
   }
-  EXPECT_FALSE((KvPageFormat{KvCodec::kKivi2, 16, 1, 6}.Validate().ok()));  // 12 bits per row
-  EXPECT_TRUE((KvPageFormat{KvCodec::kKivi4, 16, 1, 6}.Validate().ok()));   // 3 bytes per row
+  EXPECT_FALSE((KvPageFormat{KvCodec::kKivi2, 32, 1, 6}.Validate().ok()));  // 12 bits per row
+  EXPECT_TRUE((KvPageFormat{KvCodec::kKivi4, 32, 1, 6}.Validate().ok()));   // 3 bytes per row
 }
 
 // The layout arithmetic of kv_codec.h, written out by hand for the shapes that matter:
@@ -66,13 +67,15 @@ TEST(KvPageFormat, BytesPerTokenMatchesTheLayout) {
       {KvCodec::kF32, 16, 1, 64, 512},   {KvCodec::kBf16, 16, 1, 64, 256},
       {KvCodec::kFp16, 16, 1, 64, 256},  {KvCodec::kFp8, 16, 1, 64, 128 + 8},
       {KvCodec::kInt8, 16, 1, 64, 136},
-      // kivi4 codes 2 * 32 B, key stats 64 ch * 8 B / 16 tokens, value stats 2 groups * 8 B.
-      {KvCodec::kKivi4, 16, 1, 64, 64 + 32 + 16}, {KvCodec::kKivi2, 16, 1, 64, 32 + 32 + 16},
-      {KvCodec::kKivi4, 32, 1, 64, 64 + 16 + 16}, {KvCodec::kKivi2, 64, 1, 64, 32 + 16 + 16},
+      // kivi4: codes 2 * 32 B; f16 key stats 64 ch * 4 B per 32 tokens; f16 value stats
+      // 2 groups * 4 B. The same per token for any block size (one key slot per 32 tokens).
+      {KvCodec::kKivi4, 32, 1, 64, 80}, {KvCodec::kKivi2, 32, 1, 64, 48},
+      {KvCodec::kKivi4, 64, 1, 64, 80}, {KvCodec::kKivi2, 128, 1, 64, 48},
       {KvCodec::kF32, 16, 4, 8, 4 * 64},   {KvCodec::kBf16, 16, 4, 8, 4 * 32},
       {KvCodec::kFp8, 16, 4, 8, 4 * 24},   {KvCodec::kInt8, 16, 4, 8, 4 * 24},
-      {KvCodec::kKivi4, 16, 4, 8, 4 * (8 + 4 + 8)}, {KvCodec::kKivi2, 16, 4, 8, 4 * (4 + 4 + 8)},
-      {KvCodec::kKivi4, 16, 1, 80, 80 + 40 + 24},  // 3 value groups: 32 + 32 + 16 channels
+      {KvCodec::kKivi4, 32, 4, 8, 4 * (8 + 1 + 4)}, {KvCodec::kKivi2, 32, 4, 8, 4 * (4 + 1 + 4)},
+      {KvCodec::kKivi4, 32, 1, 80, 80 + 10 + 12},  // 3 value groups: 32 + 32 + 16 channels
+      {KvCodec::kKivi2, 64, 2, 128, 2 * (64 + 16 + 16)},
   };
   for (const Row& r : rows) {
     const KvPageFormat f{r.codec, r.block_size, r.heads, r.head_dim};
@@ -84,10 +87,18 @@ TEST(KvPageFormat, BytesPerTokenMatchesTheLayout) {
   const KvPageFormat f32{KvCodec::kF32, 16, 2, 64};
   EXPECT_EQ(f32.PageBytes(), 2u * 16 * 2 * 64 * sizeof(float));
   EXPECT_EQ(f32.VCodesOffset(), 16u * 2 * 64 * sizeof(float));
-  // kivi with block 64 carries two key-stat slots.
+  // kivi4, block 32, one head of 64: K codes, V codes, K mins, K scales, V mins, V scales.
+  const KvPageFormat k32{KvCodec::kKivi4, 32, 1, 64};
+  EXPECT_EQ(k32.VCodesOffset(), 32u * 32);
+  EXPECT_EQ(k32.KStatsOffset(), 2u * 32 * 32);
+  EXPECT_EQ(k32.VStatsOffset(), 2u * 32 * 32 + 64 * 2 * 2);
+  EXPECT_EQ(k32.PageBytes(), 2u * 32 * 32 + 64 * 2 * 2 + 32 * 2 * 2 * 2);
+  EXPECT_EQ(k32.PageBytes(), 32u * 80);
+  // kivi with block 64 carries two key-stat slots of f16 mins and scales.
   const KvPageFormat k64{KvCodec::kKivi4, 64, 2, 64};
   EXPECT_EQ(k64.KeyStatGroups(), 2);
-  EXPECT_EQ(k64.VStatsOffset() - k64.KStatsOffset(), 2u * 2 * 64 * 2 * 4);
+  EXPECT_EQ(k64.ValueStatGroups(), 2);
+  EXPECT_EQ(k64.VStatsOffset() - k64.KStatsOffset(), 2u * 2 * 64 * 2 * 2);
 }
 
 TEST(ElementConversion, EveryBf16CodeRoundTrips) {
@@ -340,9 +351,14 @@ INSTANTIATE_TEST_SUITE_P(Codecs, PerTokenCodecTest,
                            return std::string(CodecName(info.param));
                          });
 
-class KiviCodecTest : public testing::TestWithParam<KvCodec> {};
+// ---- KIVI ----------------------------------------------------------------------------------
 
-// Encodes `tokens` (a multiple of 32 and of block_size) into pages group by group.
+const Shape kKiviShapes[] = {{32, 4, 8},   {32, 2, 64}, {64, 2, 64},
+                             {32, 1, 128}, {64, 1, 80}, {128, 2, 64}};
+
+double Levels(KvCodec codec) { return codec == KvCodec::kKivi4 ? 15.0 : 3.0; }
+
+// Encodes `tokens` (a multiple of block_size) into pages group by group.
 std::vector<std::vector<std::byte>> EncodeKivi(const KvPageFormat& f, int32_t tokens,
                                                const std::vector<float>& k,
                                                const std::vector<float>& v) {
@@ -350,110 +366,302 @@ std::vector<std::vector<std::byte>> EncodeKivi(const KvPageFormat& f, int32_t to
                                             std::vector<std::byte>(f.PageBytes()));
   const int64_t tf = static_cast<int64_t>(f.num_kv_heads) * f.head_dim;
   for (int32_t start = 0; start < tokens; start += kKiviGroupTokens) {
-    std::vector<std::span<std::byte>> spans;
-    const int32_t first_page = start / f.block_size;
-    const int32_t num_pages = std::max(1, kKiviGroupTokens / f.block_size);
-    for (int32_t i = 0; i < num_pages; ++i) spans.emplace_back(pages[first_page + i]);
-    EXPECT_TRUE(EncodeKiviGroup(f, spans, start % f.block_size, k.data() + start * tf,
-                                v.data() + start * tf).ok());
+    EXPECT_TRUE(EncodeKiviGroup(f, pages[start / f.block_size], start % f.block_size,
+                                k.data() + start * tf, v.data() + start * tf).ok());
   }
   return pages;
 }
 
+// The pages back to [tokens][heads][head_dim] K and V.
+void DecodeKivi(const KvPageFormat& f, const std::vector<std::vector<std::byte>>& pages,
+                std::vector<float>& k, std::vector<float>& v) {
+  const int64_t page_floats = int64_t{f.block_size} * f.num_kv_heads * f.head_dim;
+  k.assign(pages.size() * page_floats, 0.0f);
+  v.assign(pages.size() * page_floats, 0.0f);
+  for (size_t p = 0; p < pages.size(); ++p) {
+    ASSERT_TRUE(DecodePage(f, pages[p], f.block_size, k.data() + p * page_floats,
+                           v.data() + p * page_floats).ok());
+  }
+}
+
+// Every finite f16 value, ascending: the independent reference for the stats' directed rounding.
+const std::vector<double>& FiniteF16Values() {
+  static const std::vector<double> values = [] {
+    std::vector<double> out;
+    for (uint32_t code = 0; code < 65536; ++code) {
+      const float x = DecodeFp16(static_cast<uint16_t>(code));
+      if (std::isfinite(x)) out.push_back(x);
+    }
+    std::sort(out.begin(), out.end());
+    return out;
+  }();
+  return values;
+}
+double LargestF16AtMost(double x) {
+  const auto& all = FiniteF16Values();
+  return *(std::upper_bound(all.begin(), all.end(), x) - 1);
+}
+double SmallestF16AtLeast(double x) {
+  const auto& all = FiniteF16Values();
+  return *std::lower_bound(all.begin(), all.end(), x);
+}
+
+// An upper bound on the distance from x to the neighbouring f16 values (within the f16 range).
+double F16Step(double x) { return std::max(std::abs(x) * 0x1p-10, 0x1p-24); }
+
+// The per-element KIVI error bound for a group whose values span [lo, hi], with L = 2^b - 1:
+//   stored min m:   lo - F16Step(lo) < m <= lo               (rounded toward -inf)
+//   stored scale s: N <= s <= N + F16Step(N), N = (hi - m) / L <= (hi - lo + F16Step(lo)) / L
+//                                                            (rounded toward +inf)
+//   every x in [lo, hi] has (x - m) / s in [0, L], so the nearest code is off by at most s / 2:
+//   |x - x'| <= s / 2, plus f32 rounding in (x - m) / s and m + code * s (ulps of |lo|, |hi|).
+double KiviBound(double lo, double hi, double levels) {
+  const double n = (hi - lo + F16Step(lo)) / levels;
+  return (n + F16Step(n)) / 2 + 1e-6 * (std::abs(lo) + std::abs(hi));
+}
+
+// Checks decoded K, V [tokens][heads][head_dim] against KiviBound of each element's group (keys:
+// the channel over the token's 32-token group; values: the token's 32-channel group).
+void CheckKiviBound(const KvPageFormat& f, int32_t tokens, const std::vector<float>& k,
+                    const std::vector<float>& v, const std::vector<float>& dk,
+                    const std::vector<float>& dv, BoundTracker& tracker) {
+  const int32_t h_count = f.num_kv_heads, dim = f.head_dim;
+  const int64_t tf = int64_t{h_count} * dim;
+  const double levels = Levels(f.codec);
+  for (int32_t t = 0; t < tokens; ++t) {
+    const int32_t group_start = t / kKiviGroupTokens * kKiviGroupTokens;
+    for (int32_t h = 0; h < h_count; ++h) {
+      for (int32_t d = 0; d < dim; ++d) {
+        const int64_t i = t * tf + h * dim + d;
+        double lo = k[group_start * tf + h * dim + d], hi = lo;
+        for (int32_t u = group_start; u < group_start + kKiviGroupTokens; ++u) {
+          lo = std::min<double>(lo, k[u * tf + h * dim + d]);
+          hi = std::max<double>(hi, k[u * tf + h * dim + d]);
+        }
+        tracker.Add(std::abs(double{dk[i]} - k[i]), KiviBound(lo, hi, levels));
+        const int32_t g0 = d / kKiviChannelGroup * kKiviChannelGroup;
+        const int32_t g1 = std::min(dim, g0 + kKiviChannelGroup);
+        const float* row = v.data() + t * tf + h * dim;
+        lo = *std::min_element(row + g0, row + g1);
+        hi = *std::max_element(row + g0, row + g1);
+        tracker.Add(std::abs(double{dv[i]} - v[i]), KiviBound(lo, hi, levels));
+      }
+    }
+  }
+}
+
+class KiviCodecTest : public testing::TestWithParam<KvCodec> {};
+
 TEST_P(KiviCodecTest, DecodedPagesAreWithinTheBoundAndUseIt) {
-  const KvCodec codec = GetParam();
-  const double levels = codec == KvCodec::kKivi4 ? 15.0 : 3.0;
-  std::vector<Shape> shapes(std::begin(kShapes), std::end(kShapes));
-  shapes.push_back({64, 2, 64});
-  shapes.push_back({16, 1, 80});  // a short last value channel group
-  for (const Shape& s : shapes) {
-    const KvPageFormat f{codec, s.block_size, s.heads, s.head_dim};
-    const int32_t tokens = std::max(64, s.block_size);  // two key groups
+  for (const Shape& s : kKiviShapes) {
+    const KvPageFormat f{GetParam(), s.block_size, s.heads, s.head_dim};
+    const int32_t tokens = std::max(64, s.block_size);  // two key groups or more
     const int64_t tf = static_cast<int64_t>(s.heads) * s.head_dim;
     const std::vector<float> k = TestData(tokens, s.heads, s.head_dim, 7);
     const std::vector<float> v = TestData(tokens, s.heads, s.head_dim, 8);
-    const auto pages = EncodeKivi(f, tokens, k, v);
-    std::vector<float> dk(k.size()), dv(v.size());
-    for (size_t p = 0; p < pages.size(); ++p) {
-      const int64_t at = static_cast<int64_t>(p) * s.block_size * tf;
-      ASSERT_TRUE(DecodePage(f, pages[p], s.block_size, dk.data() + at, dv.data() + at).ok());
-    }
+    std::vector<float> dk, dv;
+    DecodeKivi(f, EncodeKivi(f, tokens, k, v), dk, dv);
     BoundTracker tracker;
-    for (int32_t t = 0; t < tokens; ++t) {
-      const int32_t group_start = t / kKiviGroupTokens * kKiviGroupTokens;
-      for (int32_t h = 0; h < s.heads; ++h) {
-        for (int32_t d = 0; d < s.head_dim; ++d) {
-          const int64_t i = t * tf + h * s.head_dim + d;
-          // Keys: stats of channel (h, d) over the token's 32-token group.
-          double lo = k[group_start * tf + h * s.head_dim + d], hi = lo;
-          for (int32_t u = group_start; u < group_start + kKiviGroupTokens; ++u) {
-            lo = std::min<double>(lo, k[u * tf + h * s.head_dim + d]);
-            hi = std::max<double>(hi, k[u * tf + h * s.head_dim + d]);
-          }
-          tracker.Add(std::abs(double{dk[i]} - k[i]),
-                      (hi - lo) / levels / 2 * (1 + 1e-5) + 1e-6 * (std::abs(lo) + std::abs(hi)));
-          // Values: stats of the token's channel group.
-          const int32_t g0 = d / kKiviChannelGroup * kKiviChannelGroup;
-          const int32_t g1 = std::min(s.head_dim, g0 + kKiviChannelGroup);
-          const float* row = v.data() + t * tf + h * s.head_dim;
-          lo = *std::min_element(row + g0, row + g1);
-          hi = *std::max_element(row + g0, row + g1);
-          tracker.Add(std::abs(double{dv[i]} - v[i]),
-                      (hi - lo) / levels / 2 * (1 + 1e-5) + 1e-6 * (std::abs(lo) + std::abs(hi)));
-        }
-      }
-    }
+    CheckKiviBound(f, tokens, k, v, dk, dv, tracker);
     EXPECT_GT(tracker.worst_ratio, 0.25) << "bs" << s.block_size << " d" << s.head_dim;
-    // Constant channels (keys; the second group) and constant rows (values) come back exactly.
+    // Constant channels (keys; the second group) and constant rows (values) of f16-exact values
+    // come back exactly, as does the all-zero token.
     for (int32_t t = 32; t < 64; ++t) EXPECT_EQ(dk[t * tf + 1], 0.375f) << t;
     for (int32_t d = 0; d < s.head_dim; ++d) EXPECT_EQ(dv[5 * tf + d], -2.5f) << d;
     for (int64_t i = 3 * tf; i < 4 * tf; ++i) EXPECT_EQ(dv[i], 0.0f) << i;
   }
 }
 
-// With block_size < 32 every page of a group carries the group's key stats, so the second page
-// decodes alone (it never looks at the first).
-TEST_P(KiviCodecTest, EveryPageOfAGroupDecodesOnItsOwn) {
-  const KvPageFormat f{GetParam(), 16, 2, 64};
-  const std::vector<float> k = TestData(32, 2, 64, 9), v = TestData(32, 2, 64, 10);
-  auto pages = EncodeKivi(f, 32, k, v);
-  ASSERT_EQ(pages.size(), 2u);
-  const size_t stats = f.KStatsOffset(), stats_end = f.VStatsOffset();
-  EXPECT_TRUE(std::equal(pages[0].begin() + stats, pages[0].begin() + stats_end,
-                         pages[1].begin() + stats));
-  std::vector<float> dk(16 * 128), dv(16 * 128);
-  ASSERT_TRUE(DecodePage(f, pages[1], 16, dk.data(), dv.data()).ok());
-  std::fill(pages[0].begin(), pages[0].end(), std::byte{0xff});
-  std::vector<float> again_k(16 * 128), again_v(16 * 128);
-  ASSERT_TRUE(DecodePage(f, pages[1], 16, again_k.data(), again_v.data()).ok());
-  EXPECT_EQ(dk, again_k);
-  EXPECT_EQ(dv, again_v);
-  for (size_t i = 0; i < dk.size(); ++i) ASSERT_NEAR(dk[i], k[16 * 128 + i], 41.0 / 2) << i;
+// The stored f16 stats, read at the offsets the header's layout gives, are the directed
+// roundings: min = the largest f16 <= the group's min, scale = the smallest f16 with
+// min + L * scale >= the group's max. Every element is within scale / 2 of its decoded value.
+TEST_P(KiviCodecTest, StoredStatsAreF16RoundedOutward) {
+  const KvPageFormat f{GetParam(), 64, 2, 80};  // 2 key slots, value groups of 32, 32, 16
+  const int32_t h_count = 2, dim = 80, gv = 3, bs = 64;
+  const int64_t tf = h_count * dim;
+  const double levels = Levels(f.codec);
+  const std::vector<float> k = TestData(bs, h_count, dim, 21), v = TestData(bs, h_count, dim, 22);
+  const auto pages = EncodeKivi(f, bs, k, v);
+  const std::byte* page = pages[0].data();
+  auto stat = [&](size_t offset) {
+    uint16_t code;
+    std::memcpy(&code, page + offset, 2);
+    return double{DecodeFp16(code)};
+  };
+  std::vector<float> dk, dv;
+  DecodeKivi(f, pages, dk, dv);
+  auto check = [&](double lo, double hi, double min, double scale, double x, double decoded) {
+    ASSERT_EQ(min, LargestF16AtMost(lo));
+    ASSERT_EQ(scale, SmallestF16AtLeast((hi - min) / levels));
+    ASSERT_LE(std::abs(decoded - x), scale / 2 * (1 + 1e-6) + 1e-6 * (std::abs(lo) + std::abs(hi)));
+  };
+  const size_t key_stats = f.KStatsOffset(), value_stats = f.VStatsOffset();
+  for (int32_t slot = 0; slot < 2; ++slot) {
+    for (int32_t h = 0; h < h_count; ++h) {
+      for (int32_t d = 0; d < dim; ++d) {
+        double lo = INFINITY, hi = -INFINITY;
+        for (int32_t t = slot * 32; t < slot * 32 + 32; ++t) {
+          lo = std::min<double>(lo, k[t * tf + h * dim + d]);
+          hi = std::max<double>(hi, k[t * tf + h * dim + d]);
+        }
+        const size_t at = key_stats + ((slot * h_count + h) * dim + d) * 2;
+        const double min = stat(at), scale = stat(at + 2 * h_count * dim * 2);
+        for (int32_t t = slot * 32; t < slot * 32 + 32; ++t) {
+          const int64_t i = t * tf + h * dim + d;
+          check(lo, hi, min, scale, k[i], dk[i]);
+        }
+      }
+    }
+  }
+  for (int32_t t = 0; t < bs; ++t) {
+    for (int32_t h = 0; h < h_count; ++h) {
+      for (int32_t g = 0; g < gv; ++g) {
+        const float* row = v.data() + t * tf + h * dim;
+        const int32_t g0 = 32 * g, g1 = std::min(dim, g0 + 32);
+        const double lo = *std::min_element(row + g0, row + g1);
+        const double hi = *std::max_element(row + g0, row + g1);
+        const size_t at = value_stats + ((t * h_count + h) * gv + g) * 2;
+        const double min = stat(at), scale = stat(at + bs * h_count * gv * 2);
+        for (int32_t d = g0; d < g1; ++d) {
+          check(lo, hi, min, scale, row[d], dv[t * tf + h * dim + d]);
+        }
+      }
+    }
+  }
+}
+
+// All-equal groups: an f16 value comes back exactly (scale 0); any other value within the bound
+// (the stored min is rounded down, so the scale covers the gap).
+TEST_P(KiviCodecTest, AllEqualGroups) {
+  const KvPageFormat f{GetParam(), 32, 2, 64};
+  const double levels = Levels(f.codec);
+  for (float c : {0.375f, -2.5f, 0.0f, 1024.0f, 0.1f, -1e-3f, 1000.3f, 3e-6f, -65504.0f}) {
+    const std::vector<float> k(32 * 128, c), v(32 * 128, c);
+    std::vector<float> dk, dv;
+    DecodeKivi(f, EncodeKivi(f, 32, k, v), dk, dv);
+    const bool exact = DecodeFp16(EncodeFp16(c)) == c;
+    for (size_t i = 0; i < dk.size(); ++i) {
+      if (exact) {
+        ASSERT_EQ(dk[i], c) << c;
+        ASSERT_EQ(dv[i], c) << c;
+      } else {
+        ASSERT_LE(std::abs(double{dk[i]} - c), KiviBound(c, c, levels)) << c;
+        ASSERT_LE(std::abs(double{dv[i]} - c), KiviBound(c, c, levels)) << c;
+      }
+    }
+  }
+}
+
+// The ends of the f16 range and f16 subnormals stay within the bound; values beyond the f16
+// range (and infinities) saturate the stats to +-65504 and decode to finite values.
+TEST_P(KiviCodecTest, ExtremeValues) {
+  const KvPageFormat f{GetParam(), 64, 1, 64};
+  std::mt19937 rng(31);
+  std::uniform_real_distribution<float> unit(-1.0f, 1.0f);
+  std::vector<float> k(64 * 64), v(64 * 64);
+  for (int32_t t = 0; t < 32; ++t) {  // group 0: the f16 range
+    for (int32_t d = 0; d < 64; ++d) {
+      const float big = (t + d) % 7 == 0 ? 65504.0f : (t + d) % 7 == 1 ? -65504.0f : 60000.0f;
+      k[t * 64 + d] = (t + d) % 3 == 0 ? big : big * unit(rng);
+      v[t * 64 + d] = d % 2 == 0 ? big * unit(rng) : 1e-6f * unit(rng);  // subnormal f16 halves
+    }
+  }
+  for (int32_t i = 32 * 64; i < 64 * 64; ++i) k[i] = v[i] = 2e-6f * unit(rng);  // group 1: tiny
+  std::vector<float> dk, dv;
+  DecodeKivi(f, EncodeKivi(f, 64, k, v), dk, dv);
+  BoundTracker tracker;
+  CheckKiviBound(f, 64, k, v, dk, dv, tracker);
+  EXPECT_GT(tracker.worst_ratio, 0.25);
+
+  const float inf = std::numeric_limits<float>::infinity();
+  for (int32_t t = 0; t < 32; ++t) {
+    k[t * 64] = t % 2 ? 1e6f : -1e30f;
+    k[t * 64 + 1] = t % 2 ? inf : -inf;
+    v[t * 64 + 2] = t % 2 ? 3e38f : -inf;
+    k[t * 64 + 2] = -1e6f - t;  // the whole group below the f16 range
+  }
+  DecodeKivi(f, EncodeKivi(f, 64, k, v), dk, dv);
+  for (size_t i = 0; i < dk.size(); ++i) {
+    ASSERT_TRUE(std::isfinite(dk[i])) << i;
+    ASSERT_TRUE(std::isfinite(dv[i])) << i;
+  }
+  EXPECT_GT(dk[1 * 64], 65504.0f);  // the largest code times the saturated scale
+  EXPECT_EQ(dk[0], -65504.0f);      // the saturated min
+  for (int32_t t = 0; t < 32; ++t) EXPECT_EQ(dk[t * 64 + 2], -65504.0f) << t;  // scale 0
+}
+
+// A 64-token page holds two groups; encoding one writes only its own code rows and stats.
+TEST_P(KiviCodecTest, GroupsOfAPageAreIndependent) {
+  const KvPageFormat f{GetParam(), 64, 2, 64};
+  const int32_t h_count = 2, gv = 2;
+  const size_t row_bytes = f.RowBytes(), rows_per_group = 32 * h_count;
+  const std::vector<float> k0 = TestData(32, 2, 64, 41), v0 = TestData(32, 2, 64, 42);
+  const std::vector<float> k1 = TestData(32, 2, 64, 43), v1 = TestData(32, 2, 64, 44);
+  std::vector<std::byte> page(f.PageBytes(), std::byte{0xa5});
+  ASSERT_TRUE(EncodeKiviGroup(f, page, 32, k1.data(), v1.data()).ok());
+  // Group 1's regions, from the header's layout.
+  const size_t key_stat_bytes = 2 * h_count * 64 * 2;  // both slots' mins (or scales)
+  const size_t value_stat_bytes = 64 * h_count * gv * 2;
+  const std::pair<size_t, size_t> written[] = {
+      {rows_per_group * row_bytes, 2 * rows_per_group * row_bytes},  // K codes, tokens 32..63
+      {f.VCodesOffset() + rows_per_group * row_bytes,
+       f.VCodesOffset() + 2 * rows_per_group * row_bytes},
+      {f.KStatsOffset() + key_stat_bytes / 2, f.KStatsOffset() + key_stat_bytes},  // K mins slot 1
+      {f.KStatsOffset() + key_stat_bytes * 3 / 2, f.KStatsOffset() + 2 * key_stat_bytes},
+      {f.VStatsOffset() + value_stat_bytes / 2, f.VStatsOffset() + value_stat_bytes},
+      {f.VStatsOffset() + value_stat_bytes * 3 / 2, f.VStatsOffset() + 2 * value_stat_bytes},
+  };
+  ASSERT_EQ(f.VStatsOffset() + 2 * value_stat_bytes, f.PageBytes());
+  for (size_t i = 0; i < page.size(); ++i) {
+    const bool inside = std::any_of(std::begin(written), std::end(written),
+                                    [&](auto r) { return i >= r.first && i < r.second; });
+    if (!inside) {
+      ASSERT_EQ(page[i], std::byte{0xa5}) << "byte " << i;
+    }
+  }
+  std::vector<float> only1_k(64 * 128), only1_v(64 * 128);
+  ASSERT_TRUE(DecodePage(f, page, 64, only1_k.data(), only1_v.data()).ok());
+  ASSERT_TRUE(EncodeKiviGroup(f, page, 0, k0.data(), v0.data()).ok());
+  std::vector<float> both_k(64 * 128), both_v(64 * 128);
+  ASSERT_TRUE(DecodePage(f, page, 64, both_k.data(), both_v.data()).ok());
+  std::vector<std::byte> fresh(f.PageBytes());
+  ASSERT_TRUE(EncodeKiviGroup(f, fresh, 0, k0.data(), v0.data()).ok());
+  std::vector<float> only0_k(32 * 128), only0_v(32 * 128);
+  ASSERT_TRUE(DecodePage(f, fresh, 32, only0_k.data(), only0_v.data()).ok());
+  for (size_t i = 0; i < 32 * 128; ++i) {
+    ASSERT_EQ(std::bit_cast<uint32_t>(both_k[i]), std::bit_cast<uint32_t>(only0_k[i])) << i;
+    ASSERT_EQ(std::bit_cast<uint32_t>(both_v[i]), std::bit_cast<uint32_t>(only0_v[i])) << i;
+    const size_t j = 32 * 128 + i;
+    ASSERT_EQ(std::bit_cast<uint32_t>(both_k[j]), std::bit_cast<uint32_t>(only1_k[j])) << j;
+    ASSERT_EQ(std::bit_cast<uint32_t>(both_v[j]), std::bit_cast<uint32_t>(only1_v[j])) << j;
+  }
 }
 
 TEST_P(KiviCodecTest, RejectsPerTokenWritesAndBadGroups) {
   const KvCodec codec = GetParam();
   const std::vector<float> k(64 * 128), v(64 * 128);
-  const KvPageFormat f16{codec, 16, 2, 64};
-  std::vector<std::byte> a(f16.PageBytes()), b(f16.PageBytes()), c(f16.PageBytes());
-  EXPECT_EQ(EncodeTokens(f16, a, 0, 1, k.data(), v.data()).code(),
+  const KvPageFormat f32{codec, 32, 2, 64};
+  std::vector<std::byte> a(f32.PageBytes());
+  EXPECT_EQ(EncodeTokens(f32, a, 0, 1, k.data(), v.data()).code(),
             absl::StatusCode::kInvalidArgument);
-  const std::vector<std::span<std::byte>> one = {a}, two = {a, b}, three = {a, b, c};
-  EXPECT_FALSE(EncodeKiviGroup(f16, one, 0, k.data(), v.data()).ok());
-  EXPECT_FALSE(EncodeKiviGroup(f16, three, 0, k.data(), v.data()).ok());
-  EXPECT_FALSE(EncodeKiviGroup(f16, two, 16, k.data(), v.data()).ok());
-  EXPECT_TRUE(EncodeKiviGroup(f16, two, 0, k.data(), v.data()).ok());
-  const std::vector<std::span<std::byte>> short_page = {a, std::span(b).first(10)};
-  EXPECT_FALSE(EncodeKiviGroup(f16, short_page, 0, k.data(), v.data()).ok());
+  EXPECT_TRUE(EncodeKiviGroup(f32, a, 0, k.data(), v.data()).ok());
+  const auto bad = absl::StatusCode::kInvalidArgument;
+  EXPECT_EQ(EncodeKiviGroup(f32, a, 32, k.data(), v.data()).code(), bad);  // past the page
+  EXPECT_EQ(EncodeKiviGroup(f32, a, -32, k.data(), v.data()).code(), bad);
+  EXPECT_EQ(EncodeKiviGroup(f32, std::span(a).first(a.size() - 1), 0, k.data(), v.data()).code(),
+            bad);
+  EXPECT_EQ(EncodeKiviGroup(f32, a, 0, nullptr, v.data()).code(), bad);
+  EXPECT_EQ(EncodeKiviGroup(f32, a, 0, k.data(), nullptr).code(), bad);
 
   const KvPageFormat f64{codec, 64, 2, 64};
   std::vector<std::byte> big(f64.PageBytes());
-  const std::vector<std::span<std::byte>> big_one = {big};
-  EXPECT_FALSE(EncodeKiviGroup(f64, big_one, 16, k.data(), v.data()).ok());
-  EXPECT_FALSE(EncodeKiviGroup(f64, big_one, 64, k.data(), v.data()).ok());
-  EXPECT_TRUE(EncodeKiviGroup(f64, big_one, 32, k.data(), v.data()).ok());
-  const KvPageFormat not_kivi{KvCodec::kInt8, 16, 2, 64};
-  EXPECT_FALSE(EncodeKiviGroup(not_kivi, two, 0, k.data(), v.data()).ok());
+  EXPECT_EQ(EncodeKiviGroup(f64, big, 16, k.data(), v.data()).code(), bad);
+  EXPECT_EQ(EncodeKiviGroup(f64, big, 64, k.data(), v.data()).code(), bad);
+  EXPECT_TRUE(EncodeKiviGroup(f64, big, 32, k.data(), v.data()).ok());
+  const KvPageFormat f16{codec, 16, 2, 64};  // block_size < 32: no longer a KIVI shape
+  EXPECT_EQ(EncodeKiviGroup(f16, big, 0, k.data(), v.data()).code(), bad);
+  const KvPageFormat not_kivi{KvCodec::kInt8, 32, 2, 64};
+  EXPECT_EQ(EncodeKiviGroup(not_kivi, big, 0, k.data(), v.data()).code(), bad);
 }
 
 INSTANTIATE_TEST_SUITE_P(Codecs, KiviCodecTest, testing::Values(KvCodec::kKivi4, KvCodec::kKivi2),

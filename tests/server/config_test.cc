@@ -105,14 +105,19 @@ TEST(ConfigTest, PoliciesYamlLoads) {
   for (const auto& [name, policy] : c->policies) {
     names.push_back(name);
     EXPECT_EQ(policy.name, name);
-    EXPECT_EQ(policy.tiers, (std::vector<std::string>{"device", "host", "disk"})) << name;
+    // Codecs other than fp32 stay on the device (the lower tiers hold fp32 pages only).
+    const std::vector<std::string> tiers =
+        policy.codec == "fp32" ? std::vector<std::string>{"device", "host", "disk"}
+                               : std::vector<std::string>{"device"};
+    EXPECT_EQ(policy.tiers, tiers) << name;
     EXPECT_TRUE(policy.prefix_cache) << name;
     EXPECT_EQ(policy.retention_priority, 0) << name;
   }
-  EXPECT_EQ(names, (std::vector<std::string>{"fp8", "full", "h2o", "int8", "kivi2", "kivi4",
-                                             "snapkv", "streaming"}));
+  EXPECT_EQ(names, (std::vector<std::string>{"bf16", "fp8", "full", "h2o", "int8", "kivi2",
+                                             "kivi4", "snapkv", "streaming"}));
   const auto& p = c->policies;
   EXPECT_EQ(p.at("full").codec, "fp32");
+  EXPECT_EQ(p.at("bf16").codec, "bf16");
   EXPECT_EQ(p.at("fp8").codec, "fp8");
   EXPECT_EQ(p.at("int8").codec, "int8");
   EXPECT_EQ(p.at("kivi4").codec, "kivi4");
@@ -365,10 +370,17 @@ INSTANTIATE_TEST_SUITE_P(
                   "bf16, fp16, fp8, int8, kivi4, kivi2) (t.yaml:3)"},
         BadConfig{"policies:\n  full:\n    codec: kivi4\n",
                   "config: policies.full.residual_tokens: codec kivi4 needs a full-precision "
-                  "window > 0 and a multiple of 32 (got 0) (t.yaml:2)"},
+                  "window > 0, at most 512 and a multiple of 32 (got 0) (t.yaml:2)"},
         BadConfig{"policies:\n  full:\n    codec: kivi2\n    residual_tokens: 48\n",
                   "config: policies.full.residual_tokens: codec kivi2 needs a full-precision "
-                  "window > 0 and a multiple of 32 (got 48) (t.yaml:4)"},
+                  "window > 0, at most 512 and a multiple of 32 (got 48) (t.yaml:4)"},
+        BadConfig{"policies:\n  full:\n    codec: kivi2\n    residual_tokens: 1024\n"
+                  "    tiers: [device]\n",
+                  "config: policies.full.residual_tokens: codec kivi2 needs a full-precision "
+                  "window > 0, at most 512 and a multiple of 32 (got 1024) (t.yaml:4)"},
+        BadConfig{"policies:\n  q:\n    codec: int8\n",
+                  "config: policies.q.tiers: must be [device] for codec int8: the host and disk "
+                  "tiers hold fp32 pages only (got [device, host, disk]) (t.yaml:2)"},
         BadConfig{"policies:\n  full:\n    codec: fp8\n    residual_tokens: 32\n",
                   "config: policies.full.residual_tokens: must be 0 for codec fp8; only kivi4 and "
                   "kivi2 keep a residual window (got 32) (t.yaml:4)"},
@@ -403,7 +415,7 @@ INSTANTIATE_TEST_SUITE_P(
                   "config: kvcache.default_policy: 'kivi4' is not defined in policies (defined: "
                   "full) (t.yaml:2)"},
         // Defining `policies` replaces the implicit `full`, which the default still names.
-        BadConfig{"policies:\n  fp8: {codec: fp8}\n",
+        BadConfig{"policies:\n  fp8: {codec: fp8, tiers: [device]}\n",
                   "config: kvcache.default_policy: 'full' is not defined in policies (defined: "
                   "fp8)"},
         BadConfig{"scheduler:\n  default_slo_class: interactive\n",
