@@ -10,9 +10,10 @@
 //   bytes/token       KV bytes the sequence's pages hold at the end of each window, per token and
 //                     layer, next to the codec's layout arithmetic (kv_codec.h BytesPerToken)
 //
-// Usage: bench_quality [--config configs/policies.yaml] [--model DIR] [--text FILE]
-//                      [--window 384] [--stride 128] [--prefill 64]
-// Policies with sparsity are listed as not measured (the sparsity work has not landed).
+// Usage: bench_quality [--config bench/configs/quality.yaml] [--model DIR] [--text FILE]
+//                      [--window 384] [--stride 128] [--prefill 192]
+// Sparse policies run their real eviction (scores, compaction) through the same code as the
+// engine (engine/sparsity_step.h); their bytes/token is per position, so it shows what they drop.
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -25,19 +26,21 @@
 #include "common/status.h"
 #include "engine/model.h"
 #include "engine/scheduler.h"
+#include "engine/sparsity_step.h"
 #include "engine/step_batch.h"
 #include "server/config.h"
+#include "server/serve_setup.h"
 
 namespace strata {
 namespace {
 
 struct Options {
-  std::string config = STRATA_SOURCE_DIR "/configs/policies.yaml";
+  std::string config = STRATA_SOURCE_DIR "/bench/configs/quality.yaml";
   std::string model = STRATA_SOURCE_DIR "/../shared/models/stories260k";
   std::string text = STRATA_SOURCE_DIR "/../shared/models/stories260k/tinystories_sample.txt";
   int64_t window = 384;
   int64_t stride = 128;
-  int64_t prefill = 64;
+  int64_t prefill = 192;
 };
 
 // Log-probabilities [positions][vocab] of one policy over every window's decode positions, the
@@ -97,9 +100,12 @@ absl::Status RunWindow(engine::ModelRunner& runner, engine::Scheduler& sched,
   seq->max_tokens = static_cast<int64_t>(window.size()) - prefill;
   seq->sampler = std::make_unique<engine::Sampler>(engine::SamplingParams{});
   seq->prefix_seed = {0x9a11, static_cast<uint64_t>(id)};
+  seq->kv_access = server::KvAccessOf(policy);
   seq->kv_access.prefix_cache = false;
-  seq->kv_access.codec = *kernels::ParseCodec(policy.codec);
-  seq->kv_access.residual_tokens = static_cast<int32_t>(policy.residual_tokens);
+  if (seq->kv_access.sparsity.enabled()) {
+    seq->sparsity = std::make_unique<kvcache::SparsityState>(
+        seq->kv_access.sparsity, kv.layout().num_layers, kv.layout().num_kv_heads);
+  }
   seq->kv_pool = seq->kv_access.codec == kernels::KvCodec::kF32 ? 0 : 1;
   sched.Add(std::move(seq));
   engine::StepBatch batch;
@@ -110,6 +116,7 @@ absl::Status RunWindow(engine::ModelRunner& runner, engine::Scheduler& sched,
     batch.Build(plan, sched);
     const engine::BatchInput input = batch.input();
     RETURN_IF_ERROR(runner.Forward(input, logits));
+    engine::CollectScores(plan, batch, input, runner, sched);
     const int64_t next = plan.seqs[0].start + plan.seqs[0].num_new_tokens;  // its position
     run->logprobs.push_back(LogSoftmax(logits.data(), runner.vocab_size()));
     run->targets.push_back(window[next]);
@@ -121,6 +128,7 @@ absl::Status RunWindow(engine::ModelRunner& runner, engine::Scheduler& sched,
                          (static_cast<double>(layout.num_layers) * static_cast<double>(next));
     }
     sched.Update(plan, std::vector<int32_t>{window[next]});
+    RETURN_IF_ERROR(engine::CompactSparse(plan, sched, runner));
   }
   return absl::OkStatus();
 }
@@ -200,20 +208,17 @@ absl::Status Main(const Options& o) {
   const server::KvPolicy full = config.policies.at("full");
   ASSIGN_OR_RETURN(Run reference, RunPolicy(*model, device.get(), full, tokens, o));
   const Scores base = Compare(reference, reference);
-  std::printf("| policy | codec | residual | top-1 agree | mean KL | ppl | ppl delta | "
+  std::printf("| policy | codec | residual / sparsity | top-1 agree | mean KL | ppl | ppl delta | "
               "KV B/token/layer | layout B/token/layer | vs full |\n");
   std::printf("|---|---|---|---|---|---|---|---|---|---|\n");
   for (const auto& [name, policy] : config.policies) {
-    if (policy.sparsity.type != "none") {
-      std::printf("| %s | %s | - | not measured: sparsity %s has not landed |||||||\n",
-                  name.c_str(), policy.codec.c_str(), policy.sparsity.type.c_str());
-      continue;
-    }
     ASSIGN_OR_RETURN(Run run, RunPolicy(*model, device.get(), policy, tokens, o));
     const Scores s = Compare(reference, run);
-    std::printf("| %s | %s | %lld | %.4f | %.5f | %.3f | %+.3f | %.1f | %.1f | %.2fx |\n",
-                name.c_str(), policy.codec.c_str(),
-                static_cast<long long>(policy.residual_tokens), s.top1, s.kl, s.ppl,
+    const std::string detail = policy.sparsity.type != "none"
+                                   ? policy.sparsity.type
+                                   : std::to_string(policy.residual_tokens);
+    std::printf("| %s | %s | %s | %.4f | %.5f | %.3f | %+.3f | %.1f | %.1f | %.2fx |\n",
+                name.c_str(), policy.codec.c_str(), detail.c_str(), s.top1, s.kl, s.ppl,
                 s.ppl - base.ppl, run.bytes_per_token, LayoutBytesPerToken(*model, policy),
                 reference.bytes_per_token / run.bytes_per_token);
   }

@@ -7,6 +7,7 @@
 #include "common/clock.h"
 #include "engine/cost_profile.h"
 #include "engine/local_runtime.h"
+#include "engine/sparsity_step.h"
 #include "engine/step_batch.h"
 
 namespace strata::engine {
@@ -192,6 +193,14 @@ absl::Status Engine::CheckKvAccess(const kvcache::KvAccess& a) const {
         StrCat("no KV pool holds codec ", codec, ": no policy of the config names it"));
   }
   const bool kivi = a.codec == kernels::KvCodec::kKivi4 || a.codec == kernels::KvCodec::kKivi2;
+  const kvcache::SparsitySpec& sp = a.sparsity;
+  if (sp.enabled() && (a.codec != kernels::KvCodec::kF32 || sp.Budget() <= 0 ||
+                       sp.recent_tokens > sp.budget_tokens ||
+                       sp.observation_tokens > sp.budget_tokens || sp.pool_kernel < 1)) {
+    return absl::InvalidArgumentError(
+        StrCat("sparsity needs the fp32 codec and a budget that holds its recent and "
+               "observation windows (codec ", codec, ", budget ", sp.Budget(), ")"));
+  }
   if (kivi != (a.residual_tokens > 0) || a.residual_tokens % kernels::kKiviGroupTokens != 0 ||
       a.residual_tokens > kvcache::kMaxKiviResidualTokens) {
     return absl::InvalidArgumentError(
@@ -264,6 +273,13 @@ std::unique_ptr<Sequence> Engine::MakeSequence(RequestId id, const RequestOption
   seq->sampler = std::make_unique<Sampler>(sampling);
   seq->kv_access = o.kv_access;
   seq->kv_pool = *PoolOf(o.kv_access.codec);  // checked by Submit
+  if (o.kv_access.sparsity.enabled()) {  // its KV is private: compaction rewrites it
+    seq->kv_access.prefix_cache = false;
+    seq->kv_access.lower_tiers = 0;
+    seq->sparsity = std::make_unique<kvcache::SparsityState>(
+        o.kv_access.sparsity, static_cast<int32_t>(model_.config.num_layers),
+        static_cast<int32_t>(model_.config.num_kv_heads));
+  }
   seq->prefix_seed = kvcache::SeedHash(PrefixSeed(o.cache_salt, seq->kv_pool));
   return seq;
 }
@@ -327,6 +343,7 @@ absl::StatusOr<bool> Engine::Step() {
   BatchInput input = batch.input();
   logits_.resize(input.logit_rows.size() * model_.config.vocab_size);
   RETURN_IF_ERROR(runner_->Forward(input, logits_));
+  CollectScores(plan, batch, input, *runner_, *scheduler_);
   if (batch.num_layer_copies() > 0) {
     kv_->tiers()->CountLayerMoves(
         0, 0, static_cast<int64_t>(batch.num_layer_copies() * kv_->layout().PageBytes()));
@@ -334,6 +351,7 @@ absl::StatusOr<bool> Engine::Step() {
   std::unordered_map<RequestId, TokenEvent> extra;  // per sampled row: timing, logprobs
   std::vector<int32_t> sampled = SampleRows(plan, &extra);
   std::vector<SeqEvent> events = scheduler_->Update(plan, sampled);
+  RETURN_IF_ERROR(CompactSparse(plan, *scheduler_, *runner_));
   ObserveStep(plan.features, NowSeconds() - t0);
   // Stats first: a client that saw its last token must see a snapshot that includes it.
   PublishStats(/*num_steps=*/1, static_cast<int64_t>(sampled.size()));

@@ -51,7 +51,8 @@ absl::Status Generator::Step(kvcache::SequenceKv& seq, std::span<const int32_t> 
                    .query_start = query_start, .context_lens = context_lens,
                    .max_blocks_per_seq = max_blocks, .block_tables = tables, .slots = slots,
                    .logit_rows = rows, .layer_loads = {}, .layer_stores = {},
-                   .seq_pools = {}, .quant_before = {}, .quant_after = {}};
+                   .seq_pools = {}, .quant_before = {}, .quant_after = {},
+                   .score_from = {}};
   return runner_->Forward(batch, *logits);
 }
 

@@ -177,6 +177,7 @@ absl::Status ModelRunner::Forward(const BatchInput& batch, std::span<float> logi
     return absl::InvalidArgumentError("forward: logits buffer too small");
   }
   RETURN_IF_ERROR(UploadBatch(batch));
+  RETURN_IF_ERROR(PrepareScores(batch));
   RETURN_IF_ERROR(device_->Embedding({.table = weights_.embed_tokens,
                                       .ids = token_ids_->as<int32_t>(),
                                       .out = F(x_),
@@ -234,6 +235,7 @@ absl::Status ModelRunner::Attention(int32_t l, int64_t n, int32_t seqs, int32_t 
          .num_seqs = r.end_seq, .max_blocks_per_seq = max_blocks,
          .num_q_heads = static_cast<int32_t>(config_.num_heads),
          .scale = 1.0f / std::sqrt(static_cast<float>(config_.head_dim))}));
+    RETURN_IF_ERROR(LayerScores(l, r.end_seq, seqs, max_blocks));
   }
   // The residual add is fused into the output projection.
   return device_->Gemm({.a = F(attn_), .b = w.o_proj, .c = F(x_), .m = n, .accumulate = true});

@@ -65,6 +65,21 @@ struct BatchInput {
   // KiviWriteKvParams); their table lists quant_after / block_size blocks, then residual pages.
   std::span<const int32_t> quant_before;   // [num_seqs] or empty
   std::span<const int32_t> quant_after;    // [num_seqs] or empty
+  // Sparsity: the first row of each sequence whose attention probabilities are wanted
+  // (query_start[s + 1] = none; pool 0 sequences only), or empty for none at all. Forward
+  // leaves them in scores().
+  std::span<const int32_t> score_from;     // [num_seqs] or empty
+};
+
+// Sparsity: KV tokens to keep per (sequence, layer, KV head), moved to the front in place
+// (KvCompactParams). Host memory.
+struct CompactionInput {
+  int32_t num_seqs = 0;
+  int32_t max_blocks_per_seq = 0;
+  int32_t max_keep = 0;
+  std::span<const int32_t> block_tables;  // [num_layers, num_seqs, max_blocks_per_seq] (pool 0)
+  std::span<const int32_t> keep;          // [num_layers, num_seqs, num_kv_heads, max_keep]
+  std::span<const int32_t> num_keep;      // [num_seqs]
 };
 
 class ModelRunner : public kvcache::PageIo {
@@ -78,6 +93,13 @@ class ModelRunner : public kvcache::PageIo {
   // Runs the batch and writes logits [logit_rows.size(), vocab] into `logits` (host memory).
   // Input shapes and token ids are checked; a bad batch is InvalidArgument and changes nothing.
   absl::Status Forward(const BatchInput& batch, std::span<float> logits);
+
+  // After a Forward with score_from: scores()[((layer * num_seqs + s) * num_kv_heads + h) *
+  // score_stride() + j] is the attention mass KV token j of sequence s got (AttentionScores).
+  std::span<const float> scores() const { return scores_host_; }
+  int64_t score_stride() const { return score_stride_; }
+  // Sparsity (model_runner_sparsity.cc): compacts pool 0 pages in place.
+  absl::Status CompactKv(const CompactionInput& c);
 
   // One KV page's bytes to and from host memory (the tiers below the device).
   absl::Status ReadPage(int32_t page, std::span<std::byte> out) override;
@@ -124,6 +146,10 @@ class ModelRunner : public kvcache::PageIo {
   // K/V of the step into pool r.pool, then attention of its rows (q_ -> attn_).
   absl::Status PoolAttention(const PoolRange& r, int32_t layer, int64_t n, int32_t seqs,
                              int32_t max_blocks);
+  // Sparsity: prepares the scores buffers for a batch (none when score_from is empty), and
+  // computes layer `l`'s scores of pool 0's `seqs` sequences into scores_host_.
+  absl::Status PrepareScores(const BatchInput& b);
+  absl::Status LayerScores(int32_t l, int32_t pool0_seqs, int32_t seqs, int32_t max_blocks);
   absl::Status Logits(int64_t num_tokens, std::span<const int32_t> rows, std::span<float> out);
   float* F(const std::unique_ptr<kernels::Buffer>& b) { return b ? b->as<float>() : nullptr; }
 
@@ -152,6 +178,10 @@ class ModelRunner : public kvcache::PageIo {
   std::vector<PoolRange> ranges_;  // this Forward's pools, pool 0 first
   // Per pool range, device copies: query_start rebased to its first row, quant blocks per seq.
   std::unique_ptr<kernels::Buffer> pool_query_start_, quant_blocks_, quant_before_, quant_after_;
+  std::unique_ptr<kernels::Buffer> score_from_, scores_;  // scores_: grown on demand
+  std::vector<float> scores_host_;
+  int64_t score_stride_ = 0;
+  int32_t score_seqs_ = 0;  // sequences in scores_host_ per layer (0: no scores this batch)
 };
 
 }  // namespace strata::engine

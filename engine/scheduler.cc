@@ -52,6 +52,16 @@ void Scheduler::Remove(RequestId id) {
   seqs_.erase(id);
 }
 
+void Scheduler::ForgetKv(Sequence& seq) {
+  seq.num_computed_tokens = 0;
+  seq.quant_tokens = 0;
+  seq.evicted_tokens = 0;
+  if (seq.sparsity) {
+    seq.sparsity = std::make_unique<kvcache::SparsityState>(
+        seq.sparsity->spec(), Kv(seq).layout().num_layers, Kv(seq).layout().num_kv_heads);
+  }
+}
+
 bool Scheduler::Abort(RequestId id) {
   if (!seqs_.contains(id)) return false;
   Remove(id);
@@ -76,8 +86,7 @@ void Scheduler::Preempt(RequestId id) {
   } else {
     Kv(seq).Release(id);
     LOG_DEBUG("preempted request {}: {} tokens to recompute", id, seq.num_computed_tokens);
-    seq.num_computed_tokens = 0;
-    seq.quant_tokens = 0;
+    ForgetKv(seq);
   }
   ++seq.num_preemptions;
   ++num_preemptions_;
@@ -141,8 +150,7 @@ void Scheduler::ScheduleWaiting(StepPlan* plan, int64_t* budget) {
 bool Scheduler::ReserveAdmitted(Sequence& seq, int64_t attached, int64_t num_tokens, double now) {
   if (!ReserveKv(seq, num_tokens)) {
     Kv(seq).Release(seq.id);  // keeps the prefix pages cached; a swapped-in KV is recomputed
-    seq.num_computed_tokens = 0;
-    seq.quant_tokens = 0;
+    ForgetKv(seq);
     return false;
   }
   seq.num_computed_tokens = attached;
@@ -157,7 +165,7 @@ std::optional<int64_t> Scheduler::AttachKv(Sequence& seq) {
   if (kv.IsSwapped(seq.id)) {
     if (kv.SwapIn(seq.id)) return seq.num_computed_tokens;
     if (kv.IsSwapped(seq.id)) return std::nullopt;  // no device room yet
-    seq.num_computed_tokens = 0;  // the copy back failed: recompute
+    ForgetKv(seq);  // the copy back failed: recompute
   }
   // KIVI siblings do not fork (their residual is private): the prefix cache shares the blocks.
   if (seq.fork_parent && seq.kv_access.residual_tokens == 0) {
@@ -251,8 +259,8 @@ std::vector<SeqEvent> Scheduler::Update(const StepPlan& plan, std::span<const in
       seq.quant_tokens = kvcache::KiviQuantAfter(seq.quant_tokens, seq.num_computed_tokens,
                                                  seq.kv_access.residual_tokens);
       Kv(seq).Commit(seq.id, seq.tokens, seq.quant_tokens);
-    } else {
-      Kv(seq).Commit(seq.id, seq.tokens, seq.num_computed_tokens);
+    } else {  // (a sparse sequence publishes nothing: its KV entries are not positions)
+      Kv(seq).Commit(seq.id, seq.tokens, seq.num_computed_tokens - seq.evicted_tokens);
     }
     if (!s.sample) continue;
     CHECK(next_sample < sampled.size());

@@ -70,6 +70,10 @@ struct Sequence {
   kvcache::KvAccess kv_access;        // what its KV policy allows (prefix cache, lower tiers)
   int32_t kv_pool = 0;                // the Scheduler's KV pool (codec) it lives in
   int64_t quant_tokens = 0;           // KIVI: leading tokens in quantized blocks (rest: residual)
+  // Sparsity: tokens dropped from its KV so far (KV index = position - evicted_tokens), and
+  // the policy's running state.
+  int64_t evicted_tokens = 0;
+  std::unique_ptr<kvcache::SparsityState> sparsity;
   int64_t num_host_cached_tokens = 0; // of num_cached_tokens: loaded from host RAM ...
   int64_t num_disk_cached_tokens = 0; // ... of which had come up from disk
   bool loading = false;               // waits for its prefix blocks to come up from disk
@@ -142,6 +146,21 @@ class Scheduler {
   std::vector<SeqEvent> Update(const StepPlan& plan, std::span<const int32_t> sampled);
 
   const Sequence* Find(RequestId id) const;
+
+  // Sparsity (scheduler_sparsity.cc). After a step's forward pass (before Update): the attention
+  // mass its rows gave the first `kv_tokens` KV tokens of `id` in `layer`
+  // (scores[head * stride + j]).
+  void AddScores(RequestId id, int32_t layer, std::span<const float> scores, int64_t stride,
+                 int64_t kv_tokens);
+  struct Compaction {
+    RequestId id = 0;
+    int64_t keep_tokens = 0;      // KV entries left
+    kvcache::KeepSets keep;       // [layer][head] kept indices
+  };
+  // After Update: the running sparse sequences of `plan` whose KV should shrink now.
+  std::vector<Compaction> PlanCompactions(const StepPlan& plan);
+  // Once the device moved the kept tokens: frees the pages behind them.
+  void Compacted(const Compaction& c);
   // The KV pool `seq` lives in.
   kvcache::KvCacheManager& Kv(const Sequence& seq) const { return *pools_[seq.kv_pool]; }
   int32_t num_kv_pools() const { return static_cast<int32_t>(pools_.size()); }
@@ -212,6 +231,8 @@ class Scheduler {
   // Bytes of host-RAM layers a scheduled chunk loads before its layers run.
   double LayerLoadBytes(const ScheduledSeq& q) const;
   void Remove(RequestId id);
+  // Its KV is gone (released, or a swap-in failed): it recomputes from the start.
+  void ForgetKv(Sequence& seq);
 
   SchedulerConfig config_;
   kvcache::KvCacheManager* kv_;  // pool 0

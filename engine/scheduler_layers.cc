@@ -13,6 +13,7 @@ namespace strata::engine {
 
 bool Scheduler::ReserveKv(Sequence& seq, int64_t num_tokens) {
   if (seq.kv_access.residual_tokens > 0) return ReserveKivi(seq, num_tokens);
+  num_tokens -= seq.evicted_tokens;  // KV entries, not positions
   if (seq.kv_pool != 0) return Kv(seq).Reserve(seq.id, num_tokens);  // no LayerKV there
   if (kv_->Reserve(seq.id, num_tokens)) return true;
   return MoveLayersForRoom(kv_->PagesToReserve(seq.id, num_tokens), seq.id) &&
@@ -42,7 +43,10 @@ bool Scheduler::MoveLayersForRoom(int64_t pages, RequestId except) {
   if (!config_.layer_offload || kv_->tiers() == nullptr) return false;
   std::vector<RequestId> donors;
   for (RequestId id : running_) {
-    if (id != except && kv_->Contains(id) && !IsForkParent(id)) donors.push_back(id);
+    // A sparse sequence's KV moves under compaction: its layers stay on the device.
+    if (id != except && kv_->Contains(id) && !IsForkParent(id) && !seqs_.at(id)->sparsity) {
+      donors.push_back(id);
+    }
   }
   const double now = Now();
   std::stable_sort(donors.begin(), donors.end(), [&](RequestId a, RequestId b) {

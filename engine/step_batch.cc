@@ -12,6 +12,20 @@ void StepBatch::Order(const StepPlan& plan, const Scheduler& scheduler) {
   });
 }
 
+// The first row whose attention probabilities the sequence's sparsity policy wants (H2O: all;
+// SnapKV: the prompt's observation window), or the row after its last (none).
+int32_t StepBatch::ScoreFrom(const ScheduledSeq& s, const Sequence& seq, int32_t first_row) {
+  const int64_t end = s.start + s.num_new_tokens;
+  if (!seq.sparsity) return static_cast<int32_t>(first_row + s.num_new_tokens);
+  const kvcache::SparsitySpec& spec = seq.sparsity->spec();
+  if (spec.type == kvcache::SparsitySpec::Type::kH2o) return first_row;
+  if (spec.type != kvcache::SparsitySpec::Type::kSnapKv || s.start >= seq.num_prompt_tokens) {
+    return static_cast<int32_t>(first_row + s.num_new_tokens);
+  }
+  const int64_t window = std::max<int64_t>(s.start, seq.num_prompt_tokens - spec.observation_tokens);
+  return static_cast<int32_t>(first_row + std::min(window, end) - s.start);
+}
+
 void StepBatch::AddSequence(const ScheduledSeq& s, const Sequence& seq,
                             const kvcache::KvCacheManager& kv) {
   for (int64_t p = s.start; p < s.start + s.num_new_tokens; ++p) {
@@ -20,7 +34,8 @@ void StepBatch::AddSequence(const ScheduledSeq& s, const Sequence& seq,
   }
   query_start_.push_back(static_cast<int32_t>(token_ids_.size()));
   const int64_t end = s.start + s.num_new_tokens;
-  context_lens_.push_back(static_cast<int32_t>(end));
+  context_lens_.push_back(static_cast<int32_t>(end - seq.evicted_tokens));
+  score_from_.push_back(ScoreFrom(s, seq, query_start_[query_start_.size() - 2]));
   seq_pools_.push_back(seq.kv_pool);
   const int32_t r = seq.kv_access.residual_tokens;
   const int64_t quant_after = r > 0 ? kvcache::KiviQuantAfter(seq.quant_tokens, end, r) : 0;
@@ -30,7 +45,9 @@ void StepBatch::AddSequence(const ScheduledSeq& s, const Sequence& seq,
                                      static_cast<int64_t>(kv.residual_pages(s.id, 0).size())
                                : kv.num_blocks(s.id);
   max_blocks_ = std::max<int32_t>(max_blocks_, static_cast<int32_t>(blocks));
-  if (seq.kv_pool == 0) kv.LayerCopies(s.id, s.start, end, &layer_loads_, &layer_stores_);
+  if (seq.kv_pool == 0 && !seq.sparsity) {
+    kv.LayerCopies(s.id, s.start, end, &layer_loads_, &layer_stores_);
+  }
 }
 
 void StepBatch::AddTables(const Scheduler& scheduler) {
@@ -53,8 +70,9 @@ void StepBatch::AddTables(const Scheduler& scheduler) {
         continue;
       }
       std::copy(pages.begin(), pages.end(), row);
+      const int64_t evicted = scheduler.Find(s.id)->evicted_tokens;
       for (int64_t p = s.start; p < s.start + s.num_new_tokens; ++p) {
-        slots_.push_back(kv.Slot(s.id, l, p));
+        slots_.push_back(kv.Slot(s.id, l, p - evicted));
       }
     }
   }
@@ -68,6 +86,7 @@ void StepBatch::Build(const StepPlan& plan, const Scheduler& scheduler) {
   seq_pools_.clear();
   quant_before_.clear();
   quant_after_.clear();
+  score_from_.clear();
   logit_rows_.clear();
   layer_loads_.clear();
   layer_stores_.clear();
@@ -75,11 +94,17 @@ void StepBatch::Build(const StepPlan& plan, const Scheduler& scheduler) {
   if (plan.seqs.empty()) return;
   Order(plan, scheduler);
   std::vector<int32_t> last_row(plan.seqs.size(), -1);
+  batch_index_.assign(plan.seqs.size(), -1);
+  bool scores = false;
   for (const ScheduledSeq* s : order_) {
     const Sequence& seq = *scheduler.Find(s->id);
     AddSequence(*s, seq, scheduler.Kv(seq));
-    last_row[static_cast<size_t>(s - plan.seqs.data())] = query_start_.back() - 1;
+    const size_t plan_index = static_cast<size_t>(s - plan.seqs.data());
+    last_row[plan_index] = query_start_.back() - 1;
+    batch_index_[plan_index] = static_cast<int32_t>(context_lens_.size()) - 1;
+    scores |= score_from_.back() < query_start_.back();
   }
+  if (!scores) score_from_.clear();
   for (size_t i = 0; i < plan.seqs.size(); ++i) {
     if (plan.seqs[i].sample) logit_rows_.push_back(last_row[i]);
   }
@@ -92,7 +117,8 @@ BatchInput StepBatch::input() const {
                     .max_blocks_per_seq = max_blocks_, .block_tables = block_tables_,
                     .slots = slots_, .logit_rows = logit_rows_, .layer_loads = layer_loads_,
                     .layer_stores = layer_stores_, .seq_pools = seq_pools_,
-                    .quant_before = quant_before_, .quant_after = quant_after_};
+                    .quant_before = quant_before_, .quant_after = quant_after_,
+                    .score_from = score_from_};
 }
 
 }  // namespace strata::engine

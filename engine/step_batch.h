@@ -19,18 +19,21 @@ class StepBatch {
   // Fills the batch for `plan`. Sequences and their KV pools are looked up in `scheduler`.
   void Build(const StepPlan& plan, const Scheduler& scheduler);
   BatchInput input() const;
+  // Batch index of the plan's entry `i` (sequences are grouped by pool).
+  int32_t BatchIndex(size_t plan_index) const { return batch_index_[plan_index]; }
   // LayerKV page copies (loads + stores) the batch makes.
   size_t num_layer_copies() const { return layer_loads_.size() + layer_stores_.size(); }
 
  private:
   // The plan's entries in batch order (grouped by pool).
   void Order(const StepPlan& plan, const Scheduler& scheduler);
+  static int32_t ScoreFrom(const ScheduledSeq& s, const Sequence& seq, int32_t first_row);
   void AddSequence(const ScheduledSeq& s, const Sequence& seq, const kvcache::KvCacheManager& kv);
   void AddTables(const Scheduler& scheduler);
 
   std::vector<const ScheduledSeq*> order_;
   std::vector<int32_t> token_ids_, positions_, query_start_, context_lens_, block_tables_;
-  std::vector<int32_t> seq_pools_, quant_before_, quant_after_;
+  std::vector<int32_t> seq_pools_, quant_before_, quant_after_, score_from_, batch_index_;
   std::vector<int64_t> slots_;
   std::vector<int32_t> logit_rows_;
   std::vector<kvcache::LayerPageCopy> layer_loads_, layer_stores_;

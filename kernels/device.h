@@ -107,6 +107,42 @@ struct PagedAttentionParams {
   float scale = 1.0f;                    // usually 1/sqrt(head_dim)
 };
 
+// Sparsity (DESIGN.md §5, H2O / SnapKV): the attention probabilities of chosen query rows, over
+// an f32 paged KV (PagedAttentionParams semantics: causal, GQA). For sequence s, every row r in
+// [score_from[s], query_start[s+1]) and every query head of KV head h adds its softmax weight of
+// KV position j to scores[(s * num_kv_heads + h) * max_context + j]. Rows before score_from[s]
+// add nothing (score_from[s] = query_start[s+1]: none). The kernel zeroes `scores` first, then
+// accumulates; positions j >= context_lens[s] stay 0.
+struct AttentionScoresParams {
+  const float* q = nullptr;               // [num_tokens, num_q_heads, head_dim], RoPE applied
+  KvPoolView kv;
+  const int32_t* query_start = nullptr;   // [num_seqs + 1]
+  const int32_t* context_lens = nullptr;  // [num_seqs]
+  const int32_t* block_tables = nullptr;  // [num_seqs, max_blocks_per_seq]
+  const int32_t* score_from = nullptr;    // [num_seqs], in [query_start[s], query_start[s+1]]
+  int32_t num_seqs = 0;
+  int32_t max_blocks_per_seq = 0;
+  int32_t num_q_heads = 0;
+  float scale = 1.0f;
+  float* scores = nullptr;                // [num_seqs, num_kv_heads, max_context]
+  int32_t max_context = 0;                // >= every context_lens[s]
+};
+
+// Sparsity: keeps some tokens of each (sequence, KV head) and moves them to the front of the
+// sequence's pages, in place: for KV head h of sequence s, the K and V of token
+// keep[(s * num_kv_heads + h) * max_keep + i] move to token index i, for i < num_keep[s]. The
+// kept indices of one (s, h) are strictly ascending and < the sequence's tokens, so every move
+// goes to an index <= its source. Tokens from num_keep[s] on are left as they are.
+struct KvCompactParams {
+  KvPoolView kv;
+  const int32_t* block_tables = nullptr;  // [num_seqs, max_blocks_per_seq]
+  const int32_t* keep = nullptr;          // [num_seqs, num_kv_heads, max_keep]
+  const int32_t* num_keep = nullptr;      // [num_seqs]
+  int32_t num_seqs = 0;
+  int32_t max_blocks_per_seq = 0;
+  int32_t max_keep = 0;
+};
+
 // out[t, i] = silu(gate[t, i]) * up[t, i].
 struct SwiGluParams {
   const float* gate = nullptr;  // [num_tokens, intermediate]
@@ -152,6 +188,8 @@ class Device {
   virtual absl::Status QuantWriteKv(const QuantWriteKvParams& p) = 0;
   virtual absl::Status KiviWriteKv(const KiviWriteKvParams& p) = 0;
   virtual absl::Status QuantPagedAttention(const QuantAttentionParams& p) = 0;
+  virtual absl::Status AttentionScores(const AttentionScoresParams& p) = 0;
+  virtual absl::Status KvCompact(const KvCompactParams& p) = 0;
   virtual absl::Status SwiGlu(const SwiGluParams& p) = 0;
   virtual absl::Status Embedding(const EmbeddingParams& p) = 0;
   virtual absl::Status Add(const AddParams& p) = 0;

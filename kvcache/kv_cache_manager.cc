@@ -35,7 +35,9 @@ std::vector<int32_t> KvCacheManager::LookupAllLayers(const BlockHash& hash) cons
 
 int64_t KvCacheManager::AttachCachedPrefix(RequestId id, BlockHash seed,
                                            std::span<const int32_t> tokens) {
-  return Attach(id, seed, tokens, KvAccess{.may_fetch = false}).cached_tokens;
+  KvAccess access;
+  access.may_fetch = false;
+  return Attach(id, seed, tokens, access).cached_tokens;
 }
 
 void KvCacheManager::AppendBlock(RequestKv& req, std::span<const int32_t> layer_pages) {
@@ -305,6 +307,19 @@ void KvCacheManager::Fork(RequestId parent, RequestId child, int64_t shared_toke
   to.block_hashes.assign(from.block_hashes.begin(), from.block_hashes.begin() + known);
   to.num_published_blocks = std::min(from.num_published_blocks, shared_blocks);
   requests_.emplace(child, std::move(to));
+}
+
+void KvCacheManager::Truncate(RequestId id, int64_t num_tokens) {
+  RequestKv& req = Get(id);
+  CHECK(req.num_published_blocks == 0 && req.num_host_layers == 0);
+  const int64_t keep = layout_.BlocksFor(num_tokens);
+  if (keep >= NumBlocks(req)) return;
+  std::vector<int32_t> order;
+  for (int64_t b = NumBlocks(req) - 1; b >= keep; --b) {
+    for (const auto& layer_pages : req.pages) order.push_back(layer_pages[b]);
+  }
+  pool_.Free(order);
+  for (auto& layer_pages : req.pages) layer_pages.resize(keep);
 }
 
 bool KvCacheManager::ReserveResidual(RequestId id, int32_t pages_per_layer) {

@@ -24,6 +24,7 @@
 #include "kvcache/block_hash.h"
 #include "kvcache/block_pool.h"
 #include "kvcache/kv_layout.h"
+#include "kvcache/sparsity.h"
 #include "kvcache/tiered_store.h"
 
 namespace strata::kvcache {
@@ -34,6 +35,7 @@ struct KvAccess {
   uint8_t lower_tiers = kAllLowerTiers;   // where its published blocks may be demoted / found
   kernels::KvCodec codec = kernels::KvCodec::kF32;  // the codec (pool) of its pages
   int32_t residual_tokens = 0;            // KIVI: full-precision window (a multiple of 32); else 0
+  SparsitySpec sparsity{};                // which tokens it keeps (its KV is private then)
   bool may_fetch = true;                  // start disk reads for a prefix found only on disk
   // Where the request's last round of disk reads began (-1: none yet). A new round starts only
   // further into the prompt, so rounds make progress even when writes were still landing on
@@ -133,6 +135,9 @@ class KvCacheManager {
   void LayerCopies(RequestId id, int64_t start, int64_t end, std::vector<LayerPageCopy>* loads,
                    std::vector<LayerPageCopy>* stores) const;
 
+  // Sparsity: keeps only the blocks holding tokens [0, num_tokens) and frees the rest (the
+  // caller compacted the kept tokens to the front). REQUIRES: nothing published, no host layers.
+  void Truncate(RequestId id, int64_t num_tokens);
   // KIVI: private pages of the request's full-precision residual (the tokens after its last
   // quantized block), `pages_per_layer` in every layer, from the same pool; never published,
   // freed with the request. False and no change when the pool lacks them.

@@ -45,15 +45,6 @@ absl::StatusOr<Config> LoadWithOverrides(const CliFlags& flags) {
   return c;
 }
 
-void WarnAboutPolicies(const Config& c) {
-  for (const auto& [name, p] : c.policies) {
-    if (p.sparsity.type != "none") {
-      LOG_WARN("kv policy '{}' (sparsity {}): accepted, but this build keeps every token's KV "
-               "until the sparsity work lands", name, p.sparsity.type);
-    }
-  }
-}
-
 // Everything the daemon runs, destroyed front ends first and the model last.
 struct Daemon {
   std::unique_ptr<engine::Model> model;
@@ -123,7 +114,6 @@ absl::Status Serve(const CliFlags& flags) {
   ShutdownSignals signals;  // first: every thread started from here on inherits the block
   ASSIGN_OR_RETURN(Config c, LoadWithOverrides(flags));
   InitLogging(c.logging.level, c.logging.format);
-  WarnAboutPolicies(c);
   Daemon d;
   RETURN_IF_ERROR(StartDaemon(c, &d));
   WaitAndDrain(signals, c.server.shutdown_grace_seconds, d);

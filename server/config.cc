@@ -320,6 +320,11 @@ absl::Status KvPolicy::Validate() const {
   }
   RETURN_IF_ERROR(ValidateSparsity(path, sparsity));
   RETURN_IF_ERROR(ValidatePolicyTiers(path, tiers));
+  if (codec != "fp32" && sparsity.type != "none") {
+    return ConfigError(StrCat(path, ".sparsity.type"),
+                       StrCat("sparsity ", sparsity.type, " needs codec fp32 (got codec ", codec,
+                              "): compaction moves fp32 pages"));
+  }
   if (codec != "fp32" && tiers.size() != 1) {
     return ConfigError(StrCat(path, ".tiers"),
                        StrCat("must be [device] for codec ", codec,

@@ -11,11 +11,32 @@
 
 namespace strata::server {
 
+namespace {
+
+kvcache::SparsitySpec SparsitySpecOf(const SparsityConfig& c) {
+  using Type = kvcache::SparsitySpec::Type;
+  kvcache::SparsitySpec s;
+  s.type = c.type == "sink_window" ? Type::kSinkWindow
+           : c.type == "h2o"       ? Type::kH2o
+           : c.type == "snapkv"    ? Type::kSnapKv
+                                   : Type::kNone;
+  s.sink_tokens = static_cast<int32_t>(c.sink_tokens);
+  s.window_tokens = static_cast<int32_t>(c.window_tokens);
+  s.budget_tokens = static_cast<int32_t>(c.budget_tokens);
+  s.recent_tokens = static_cast<int32_t>(c.recent_tokens);
+  s.observation_tokens = static_cast<int32_t>(c.observation_tokens);
+  s.pool_kernel = static_cast<int32_t>(std::max<int64_t>(1, c.pool_kernel));
+  return s;
+}
+
+}  // namespace
+
 kvcache::KvAccess KvAccessOf(const KvPolicy& p) {
   kvcache::KvAccess a;
   a.prefix_cache = p.prefix_cache;
   a.codec = *kernels::ParseCodec(p.codec);  // validated with the config
   a.residual_tokens = static_cast<int32_t>(p.residual_tokens);
+  a.sparsity = SparsitySpecOf(p.sparsity);
   a.lower_tiers = 0;
   for (const std::string& tier : p.tiers) {
     if (tier == "host") a.lower_tiers |= kvcache::kTierHost;

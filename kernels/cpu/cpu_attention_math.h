@@ -12,6 +12,7 @@
 
 #include "common/status.h"
 #include "kernels/cpu/cpu_simd.h"
+#include "kernels/device.h"
 
 namespace strata::kernels::cpu {
 
@@ -194,6 +195,29 @@ inline absl::StatusOr<int64_t> VarlenBlocks(const char* op, const int32_t* query
                                              max_blocks_per_seq, " blocks"));
   }
   return num_blocks;
+}
+
+// An f32 KV pool with pages, tokens, heads and a head dim; InvalidArgument naming `op` otherwise.
+inline absl::Status ValidateKvPool(const char* op, const KvPoolView& kv) {
+  if (kv.pool == nullptr || kv.num_pages <= 0 || kv.block_size <= 0 || kv.num_kv_heads <= 0 ||
+      kv.head_dim <= 0) {
+    return absl::InvalidArgumentError(
+        StrCat(op, ": bad KV pool (pages=", kv.num_pages, " block_size=", kv.block_size,
+               " kv_heads=", kv.num_kv_heads, " head_dim=", kv.head_dim, ")"));
+  }
+  return absl::OkStatus();
+}
+
+// Entries [0, num_blocks) of sequence s's block-table row name pages [0, num_pages).
+inline absl::Status ValidateBlockPages(const char* op, const int32_t* row, int32_t s,
+                                       int64_t num_blocks, int32_t num_pages) {
+  for (int64_t b = 0; b < num_blocks; ++b) {
+    if (row[b] < 0 || row[b] >= num_pages) {
+      return absl::InvalidArgumentError(
+          StrCat(op, ": sequence ", s, " block ", b, " maps to page ", row[b], " of ", num_pages));
+    }
+  }
+  return absl::OkStatus();
 }
 
 // K and V rows of one page for one kv head: where they are and how far apart (in floats).

@@ -95,6 +95,10 @@ class CpuDevice final : public Device {
   absl::Status QuantPagedAttention(const QuantAttentionParams& p) override {
     return cpu::QuantPagedAttention(p, threads_);
   }
+  absl::Status AttentionScores(const AttentionScoresParams& p) override {
+    return cpu::AttentionScores(p, threads_);
+  }
+  absl::Status KvCompact(const KvCompactParams& p) override { return cpu::KvCompact(p, threads_); }
   absl::Status PagedAttention(const PagedAttentionParams& p) override {
     return cpu::PagedAttention(p, threads_);
   }

@@ -19,6 +19,10 @@ absl::Status Add(const AddParams& p, int threads);
 absl::Status WriteKv(const WriteKvParams& p, int threads);
 absl::Status PagedAttention(const PagedAttentionParams& p, int threads);
 
+// cpu_sparsity.cc: attention probabilities for H2O / SnapKV, and in-place KV compaction.
+absl::Status AttentionScores(const AttentionScoresParams& p, int threads);
+absl::Status KvCompact(const KvCompactParams& p, int threads);
+
 }  // namespace strata::kernels::cpu
 
 // cpu_quant_attention.cc: paged KV in a KV codec (kernels/kv_codec.h). QuantWriteKv takes the

@@ -114,6 +114,10 @@ class CudaDevice final : public Device {
   absl::Status QuantPagedAttention(const QuantAttentionParams&) override {
     return Unimplemented("QuantPagedAttention");
   }
+  absl::Status AttentionScores(const AttentionScoresParams&) override {
+    return Unimplemented("AttentionScores");
+  }
+  absl::Status KvCompact(const KvCompactParams&) override { return Unimplemented("KvCompact"); }
   absl::Status PagedAttention(const PagedAttentionParams&) override {
     return Unimplemented("PagedAttention");
   }

@@ -65,7 +65,7 @@ class ModelRunnerTest : public ::testing::Test {
                  .context_lens = context_lens, .max_blocks_per_seq = max_blocks,
                  .block_tables = tables, .slots = slots, .logit_rows = rows,
                  .layer_loads = {}, .layer_stores = {}, .seq_pools = {},
-                 .quant_before = {}, .quant_after = {}};
+                 .quant_before = {}, .quant_after = {}, .score_from = {}};
     EXPECT_TRUE(runner_->Forward(b, logits).ok());
     std::vector<std::vector<float>> out;
     for (size_t s = 0; s < rows.size(); ++s) {
@@ -104,7 +104,7 @@ TEST_F(ModelRunnerTest, RejectsBadBatchesWithoutWritingKv) {
   BatchInput b{.token_ids = ids, .positions = positions, .query_start = qs, .context_lens = ctx,
                .max_blocks_per_seq = 1, .block_tables = tables, .slots = slots,
                .logit_rows = rows, .layer_loads = {}, .layer_stores = {}, .seq_pools = {},
-                 .quant_before = {}, .quant_after = {}};
+                 .quant_before = {}, .quant_after = {}, .score_from = {}};
   absl::Status s = runner_->Forward(b, logits);
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_NE(std::string(s.message()).find("600"), std::string::npos) << s;
