@@ -62,8 +62,9 @@ bool UsesFp32(const Config& c) {
 
 // The device KV budget carved into one pool per codec (DESIGN.md §5): equal byte shares for the
 // codecs the policies name; the fp32 pool (pool 0, always there: tiers, the cost profile) gets
-// only room for one sequence of max_model_len when no policy names fp32. A budget of 0 (auto)
-// gives every pool room for max_num_seqs such sequences.
+// only room for one sequence of max_model_len when no policy names fp32. A budget of 0 (auto) is
+// what the fp32 pool alone would get: max_num_seqs sequences of max_model_len. A pool too small
+// for one sequence is refused by the engine at start-up, naming the codec.
 void CarvePools(const Config& c, const engine::Model& model, engine::EngineConfig* e) {
   const std::vector<kernels::KvCodec> extra = ExtraCodecs(c);
   if (extra.empty()) return;
@@ -74,25 +75,21 @@ void CarvePools(const Config& c, const engine::Model& model, engine::EngineConfi
   const int64_t max_len = c.model.max_model_len > 0
                               ? c.model.max_model_len
                               : std::min<int64_t>(model.config.max_position_embeddings, 4096);
-  const int64_t budget = c.kvcache.tiers.device.capacity_bytes;
-  const int64_t seqs = budget > 0 ? 1 : c.engine.max_num_seqs;
   const int64_t one_seq = layout.BlocksFor(max_len) * layout.num_layers;
+  const int64_t page = static_cast<int64_t>(layout.PageBytes());
+  // Auto (0): what the fp32 pool alone would get, max_num_seqs sequences of max_model_len.
+  const int64_t budget = c.kvcache.tiers.device.capacity_bytes > 0
+                             ? c.kvcache.tiers.device.capacity_bytes
+                             : one_seq * c.engine.max_num_seqs * page;
   const bool fp32 = UsesFp32(c);
   const int64_t shares = static_cast<int64_t>(extra.size()) + (fp32 ? 1 : 0);
-  const int64_t rest = budget - (fp32 ? 0 : one_seq * static_cast<int64_t>(layout.PageBytes()));
-  const int64_t share = budget > 0 ? std::max<int64_t>(0, rest) / shares : 0;
-  if (!fp32) {
-    e->num_kv_pages = static_cast<int32_t>(one_seq);
-  } else if (budget > 0) {
-    e->num_kv_pages = static_cast<int32_t>(share / static_cast<int64_t>(layout.PageBytes()));
-  }
+  const int64_t share = std::max<int64_t>(0, budget - (fp32 ? 0 : one_seq * page)) / shares;
+  e->num_kv_pages = static_cast<int32_t>(fp32 ? share / page : one_seq);
   for (kernels::KvCodec codec : extra) {
     kvcache::KvLayout l = layout;
     l.codec = codec;
     if (l.kivi()) l.block_size = (layout.block_size + 31) / 32 * 32;
-    const int64_t residual = l.kivi() ? l.ResidualPages(kvcache::kMaxKiviResidualTokens) : 0;
-    const int64_t pages = budget > 0 ? share / static_cast<int64_t>(l.PageBytes())
-                                     : (l.BlocksFor(max_len) + residual) * l.num_layers * seqs;
+    const int64_t pages = share / static_cast<int64_t>(l.PageBytes());
     e->codec_pools.push_back({.codec = codec, .block_size = l.block_size,
                               .num_pages = static_cast<int32_t>(
                                   std::min<int64_t>(pages, INT32_MAX))});
