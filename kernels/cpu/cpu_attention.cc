@@ -19,19 +19,9 @@
 namespace strata::kernels::cpu {
 namespace {
 
-absl::Status ValidatePool(const KvPoolView& kv, const char* op) {
-  if (kv.pool == nullptr || kv.num_pages <= 0 || kv.block_size <= 0 || kv.num_kv_heads <= 0 ||
-      kv.head_dim <= 0) {
-    return absl::InvalidArgumentError(
-        StrCat(op, ": bad KV pool (pages=", kv.num_pages, " block_size=", kv.block_size,
-               " kv_heads=", kv.num_kv_heads, " head_dim=", kv.head_dim, ")"));
-  }
-  return absl::OkStatus();
-}
-
 // Checks the varlen metadata and every page id attention will read; returns the q.k work.
 absl::StatusOr<int64_t> ValidateAttention(const PagedAttentionParams& p) {
-  RETURN_IF_ERROR(ValidatePool(p.kv, "PagedAttention"));
+  RETURN_IF_ERROR(ValidateKvPool("PagedAttention", p.kv));
   if (p.q == nullptr || p.out == nullptr || p.query_start == nullptr || p.context_lens == nullptr ||
       p.block_tables == nullptr || p.num_seqs < 0 || p.num_q_heads <= 0 ||
       p.num_q_heads % p.kv.num_kv_heads != 0) {
@@ -44,13 +34,9 @@ absl::StatusOr<int64_t> ValidateAttention(const PagedAttentionParams& p) {
     ASSIGN_OR_RETURN(const int64_t num_blocks,
                      VarlenBlocks("PagedAttention", p.query_start, p.context_lens, s,
                                   p.kv.block_size, p.max_blocks_per_seq));
-    for (int64_t b = 0; b < num_blocks; ++b) {
-      const int32_t page = p.block_tables[s * static_cast<int64_t>(p.max_blocks_per_seq) + b];
-      if (page < 0 || page >= p.kv.num_pages) {
-        return absl::InvalidArgumentError(StrCat("PagedAttention: sequence ", s, " block ", b,
-                                                 " maps to page ", page, " of ", p.kv.num_pages));
-      }
-    }
+    RETURN_IF_ERROR(ValidateBlockPages(
+        "PagedAttention", p.block_tables + s * static_cast<int64_t>(p.max_blocks_per_seq), s,
+        num_blocks, p.kv.num_pages));
     work += static_cast<int64_t>(p.query_start[s + 1] - p.query_start[s]) * p.context_lens[s];
   }
   return work * p.num_q_heads * p.kv.head_dim;
@@ -59,7 +45,7 @@ absl::StatusOr<int64_t> ValidateAttention(const PagedAttentionParams& p) {
 }  // namespace
 
 absl::Status WriteKv(const WriteKvParams& p, int threads) {
-  RETURN_IF_ERROR(ValidatePool(p.kv, "WriteKv"));
+  RETURN_IF_ERROR(ValidateKvPool("WriteKv", p.kv));
   if (p.num_tokens < 0 ||
       (p.num_tokens > 0 && (p.k == nullptr || p.v == nullptr || p.slots == nullptr))) {
     return absl::InvalidArgumentError("WriteKv: null k, v or slots");

@@ -5,6 +5,7 @@
 
 #include <random>
 
+#include "tests/common/tokens.h"
 #include "tests/engine/engine_test_util.h"
 
 namespace strata::engine {
@@ -17,11 +18,9 @@ struct SparseCase {
   kvcache::SparsitySpec spec;
 };
 
+// BOS and n random tokens of stories260K's vocabulary.
 std::vector<int32_t> Prompt(std::mt19937& rng, int64_t n) {
-  std::uniform_int_distribution<int32_t> token(3, 511);
-  std::vector<int32_t> p = {1};
-  for (int64_t i = 0; i < n; ++i) p.push_back(token(rng));
-  return p;
+  return Concat({1}, RandomTokens(rng, n, 512));
 }
 
 EngineConfig SparseConfig() {

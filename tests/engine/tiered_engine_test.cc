@@ -38,10 +38,7 @@ constexpr int64_t kBlockBytes = 20 * 1024;  // 5 layers x 16 tokens x K,V x 32 f
 constexpr int32_t kVocab = 512;
 
 std::vector<int32_t> RandomTokens(std::mt19937& rng, int n) {
-  std::uniform_int_distribution<int32_t> tok(3, kVocab - 1);
-  std::vector<int32_t> v;
-  for (int i = 0; i < n; ++i) v.push_back(tok(rng));
-  return v;
+  return strata::RandomTokens(rng, n, kVocab);
 }
 
 EngineConfig BaseConfig() {
