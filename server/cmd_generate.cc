@@ -51,7 +51,8 @@ absl::Status Generate(const CliFlags& f) {
   std::string policy = f.GetOr("kv-policy", "full");
   if (policy != "full") {
     return absl::InvalidArgumentError(StrCat("--kv-policy '", policy,
-                                             "': only 'full' (fp32 KV) exists in this build"));
+                                             "': `strata generate` keeps fp32 KV ('full'); other "
+                                             "policies are served by `strata serve` (kv_policy)"));
   }
   ASSIGN_OR_RETURN(engine::SamplingParams sampling, ParseSampling(f));
   ASSIGN_OR_RETURN(int64_t max_tokens, f.GetInt("max-tokens", 64));

@@ -93,6 +93,9 @@ Metrics::Metrics(const MetricsInfo& info)
   kv_usage_ = gauge("strata_kv_cache_usage_ratio",
                     "Fraction of a tier's KV pages held by requests (cached free pages count "
                     "as free).");
+  kv_pool_usage_ = gauge("strata_kv_pool_usage_ratio",
+                         "Fraction of a device KV pool's pages held by requests, per codec (each "
+                         "codec a policy names has its own pool carved from the KV budget).");
   step_time_ = &gauge("strata_step_time_seconds", "Measured duration of the last engine step.")
                     ->Add(model);
   step_time_predicted_ = &gauge("strata_step_time_predicted_seconds",
@@ -163,6 +166,11 @@ std::string Metrics::Render(const engine::EngineStats& stats) {
                           ? 1.0 - static_cast<double>(stats.num_free_pages) / stats.num_pages
                           : 0.0;
   kv_usage_->Add({{"model", info_.model}, {"tier", "device"}}).Set(used);
+  for (const engine::EngineStats::Pool& pool : stats.pools) {
+    const double pool_used =
+        pool.num_pages > 0 ? 1.0 - static_cast<double>(pool.num_free_pages) / pool.num_pages : 0.0;
+    kv_pool_usage_->Add({{"model", info_.model}, {"codec", pool.codec}}).Set(pool_used);
+  }
   step_time_->Set(stats.last_step_s);
   step_time_predicted_->Set(stats.last_predicted_step_s);
   step_error_ratio_->Set(stats.step_error_ratio);

@@ -85,6 +85,7 @@ class Metrics {
   prometheus::Gauge* running_;
   prometheus::Gauge* waiting_;
   prometheus::Family<prometheus::Gauge>* kv_usage_;
+  prometheus::Family<prometheus::Gauge>* kv_pool_usage_;
   // The scheduler's cost model against reality (DESIGN.md §6): last step measured and predicted,
   // the recent mean relative error, and both summed over every step.
   prometheus::Gauge* step_time_;

@@ -75,6 +75,17 @@ TEST_F(KvPoliciesTest, CodecsNeverShareCachedBlocks) {
   EXPECT_GT(cached(Complete({{"prompt", prompt}, {"max_tokens", 2}, {"kv_policy", "bf16"}})), 0);
 }
 
+TEST_F(KvPoliciesTest, EveryCodecPoolIsExportedAndEmptyWhenIdle) {
+  Complete({{"prompt", "Once upon a time"}, {"max_tokens", 4}, {"kv_policy", "kivi2"}});
+  const std::string page = Curl("GET", daemon_->url("/metrics")).body;
+  for (const char* codec : {"fp32", "bf16", "fp8", "int8", "kivi4", "kivi2"}) {
+    const std::string labels = std::string("codec=\"") + codec + "\",model=\"stories\"";
+    EXPECT_NE(page.find("strata_kv_pool_usage_ratio{" + labels + "}"), std::string::npos)
+        << codec << "\n" << page.substr(0, 2000);
+    EXPECT_EQ(MetricSample(page, "strata_kv_pool_usage_ratio", labels), 0.0) << codec;
+  }
+}
+
 TEST(KvPoliciesConfigTest, AnInvalidCombinationStopsStartUpNamingThePolicy) {
   const std::string path = std::filesystem::temp_directory_path() / "strata_bad_policy.yaml";
   ASSERT_TRUE(WriteFile(path, "policies:\n  full: {}\n  tiny:\n    codec: kivi2\n"
