@@ -41,6 +41,11 @@ class CudaBuffer final : public Buffer {
   size_t size_bytes_;
 };
 
+bool ValidPool(const KvPoolView& kv) {
+  return kv.pool != nullptr && kv.num_pages > 0 && kv.block_size > 0 && kv.num_kv_heads > 0 &&
+         kv.head_dim > 0;
+}
+
 absl::Status Unimplemented(const char* op) {
   return absl::UnimplementedError(
       StrCat(op, " on CUDA comes with the CUDA backend issue (use the CPU backend for now)"));
@@ -103,8 +108,24 @@ class CudaDevice final : public Device {
     STRATA_CUDA_RETURN_IF_ERROR(LaunchRmsNorm(p, stream_));
     return absl::OkStatus();
   }
-  absl::Status Rope(const RopeParams&) override { return Unimplemented("Rope"); }
-  absl::Status WriteKv(const WriteKvParams&) override { return Unimplemented("WriteKv"); }
+  absl::Status Rope(const RopeParams& p) override {
+    if (p.num_tokens < 0 || p.head_dim <= 0 || p.head_dim % 2 != 0 || p.num_q_heads < 0 ||
+        p.num_kv_heads < 0 || p.positions == nullptr || p.inv_freq == nullptr ||
+        (p.num_q_heads > 0 && p.q == nullptr) || (p.num_kv_heads > 0 && p.k == nullptr)) {
+      return absl::InvalidArgumentError("Rope: bad arguments");
+    }
+    STRATA_CUDA_RETURN_IF_ERROR(LaunchRope(p, stream_));
+    return absl::OkStatus();
+  }
+  absl::Status WriteKv(const WriteKvParams& p) override {
+    if (p.num_tokens < 0 || (p.num_tokens > 0 && (p.k == nullptr || p.v == nullptr ||
+                                                  p.slots == nullptr)) ||
+        !ValidPool(p.kv)) {
+      return absl::InvalidArgumentError("WriteKv: bad arguments");
+    }
+    STRATA_CUDA_RETURN_IF_ERROR(LaunchWriteKv(p, stream_));
+    return absl::OkStatus();
+  }
   absl::Status QuantWriteKv(const QuantWriteKvParams&) override {
     return Unimplemented("QuantWriteKv");
   }
@@ -118,8 +139,23 @@ class CudaDevice final : public Device {
     return Unimplemented("AttentionScores");
   }
   absl::Status KvCompact(const KvCompactParams&) override { return Unimplemented("KvCompact"); }
-  absl::Status PagedAttention(const PagedAttentionParams&) override {
-    return Unimplemented("PagedAttention");
+  absl::Status PagedAttention(const PagedAttentionParams& p) override {
+    if (p.num_seqs < 0 || p.num_q_heads <= 0 || !ValidPool(p.kv) ||
+        p.num_q_heads % p.kv.num_kv_heads != 0 || p.kv.head_dim > 256 ||
+        (p.num_seqs > 0 && (p.q == nullptr || p.out == nullptr || p.query_start == nullptr ||
+                            p.context_lens == nullptr || p.block_tables == nullptr))) {
+      return absl::InvalidArgumentError("PagedAttention: bad arguments (head_dim <= 256)");
+    }
+    if (p.num_seqs == 0) return absl::OkStatus();
+    // The row count lives in device memory: one 4-byte read (correctness first; the engine's
+    // batch knows it, a later Device API change can pass it down).
+    int32_t num_rows = 0;
+    STRATA_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(&num_rows, p.query_start + p.num_seqs,
+                                                sizeof(num_rows), cudaMemcpyDeviceToHost,
+                                                stream_));
+    STRATA_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));
+    STRATA_CUDA_RETURN_IF_ERROR(LaunchPagedAttention(p, num_rows, stream_));
+    return absl::OkStatus();
   }
   absl::Status SwiGlu(const SwiGluParams& p) override {
     if (p.num_tokens < 0 || p.intermediate < 0) {

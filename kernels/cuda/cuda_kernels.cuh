@@ -39,6 +39,14 @@ cudaError_t LaunchSwiGlu(const SwiGluParams& p, cudaStream_t stream);
 cudaError_t LaunchAdd(const AddParams& p, cudaStream_t stream);
 cudaError_t LaunchEmbedding(const EmbeddingParams& p, cudaStream_t stream);
 
+// cuda_attention.cu: RoPE, KV writes and attention over the f32 paged KV pool.
+cudaError_t LaunchRope(const RopeParams& p, cudaStream_t stream);
+cudaError_t LaunchWriteKv(const WriteKvParams& p, cudaStream_t stream);
+// `num_rows` = query_start[num_seqs] (read by the host from its own copy of the batch).
+// REQUIRES: head_dim <= 256, num_q_heads a multiple of num_kv_heads.
+cudaError_t LaunchPagedAttention(const PagedAttentionParams& p, int64_t num_rows,
+                                 cudaStream_t stream);
+
 // dst[i] = round-to-nearest-even(src[i]) as `dtype` (kBF16 or kF16), n elements.
 cudaError_t LaunchConvertActivations(const float* src, void* dst, DType dtype, int64_t n,
                                      cudaStream_t stream);

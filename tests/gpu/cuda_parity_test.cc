@@ -149,10 +149,62 @@ TEST_F(CudaParityTest, Embedding) {
   }
 }
 
-TEST_F(CudaParityTest, AttentionRopeAndKvWritesAreNotYetImplemented) {
-  EXPECT_EQ(cuda_->Rope({}).code(), absl::StatusCode::kUnimplemented);
-  EXPECT_EQ(cuda_->WriteKv({}).code(), absl::StatusCode::kUnimplemented);
-  EXPECT_EQ(cuda_->PagedAttention({}).code(), absl::StatusCode::kUnimplemented);
+TEST_F(CudaParityTest, Rope) {
+  const int64_t tokens = 7;
+  const int32_t qh = 8, kvh = 2, d = 64;
+  std::vector<float> q = Random(tokens * qh * d, 13), k = Random(tokens * kvh * d, 14);
+  const std::vector<int32_t> positions = {0, 1, 2, 17, 511, 4095, 100000};
+  std::vector<float> inv_freq(d / 2);
+  for (int32_t j = 0; j < d / 2; ++j) inv_freq[j] = std::pow(10000.0f, -2.0f * j / d);
+  float* dq = Upload(q);
+  float* dk = Upload(k);
+  ASSERT_TRUE(cpu_->Rope({q.data(), k.data(), positions.data(), inv_freq.data(), tokens, qh, kvh,
+                          d}).ok());
+  ASSERT_TRUE(cuda_->Rope({dq, dk, Upload(positions), Upload(inv_freq), tokens, qh, kvh, d}).ok());
+  ExpectClose(q, Download(dq, q.size()), 1e-5, 1e-6);
+  ExpectClose(k, Download(dk, k.size()), 1e-5, 1e-6);
+}
+
+// Two sequences (a 5-row prefill chunk over 21 tokens, one decode over 40 tokens) on shuffled
+// shuffled pages: K/V written on both devices (the pools must be equal), then attention into an
+// output poisoned with NaN (the outputs must agree).
+TEST_F(CudaParityTest, WriteKvAndPagedAttention) {
+  const int32_t qh = 8, kvh = 2, d = 64, bs = 16, pages = 8, max_blocks = 3;
+  const std::vector<int32_t> query_start = {0, 5, 6}, context_lens = {21, 40};
+  const std::vector<int32_t> tables = {6, 1, 0, 3, 7, 2};
+  const int64_t rows = 6, kv_dim = kvh * d, page_floats = 2 * bs * kv_dim;
+  std::vector<float> pool = Random(pages * page_floats, 15);  // old contents: fully visible
+  std::vector<int64_t> slots;
+  for (int32_t t = 16; t < 21; ++t) slots.push_back(tables[t / bs] * bs + t % bs);
+  slots.push_back(static_cast<int64_t>(tables[max_blocks + 39 / bs]) * bs + 39 % bs);
+  const std::vector<float> k = Random(rows * kv_dim, 16), v = Random(rows * kv_dim, 17);
+  const std::vector<float> q = Random(rows * qh * d, 18);
+  float* dpool = Upload(pool);
+  const KvPoolView cpu_kv{pool.data(), pages, bs, kvh, d};
+  const KvPoolView gpu_kv{dpool, pages, bs, kvh, d};
+  ASSERT_TRUE(cpu_->WriteKv({k.data(), v.data(), slots.data(), rows, cpu_kv}).ok());
+  ASSERT_TRUE(cuda_->WriteKv({Upload(k), Upload(v), Upload(slots), rows, gpu_kv}).ok());
+  EXPECT_EQ(Download(dpool, pool.size()), pool);
+  std::vector<float> cpu_out(rows * qh * d);
+  const float scale = 1.0f / std::sqrt(static_cast<float>(d));
+  ASSERT_TRUE(cpu_->PagedAttention({q.data(), cpu_out.data(), cpu_kv, query_start.data(),
+                                    context_lens.data(), tables.data(), 2, max_blocks, qh,
+                                    scale}).ok());
+  float* dout = Upload(std::vector<float>(cpu_out.size(), NAN));
+  ASSERT_TRUE(cuda_->PagedAttention({Upload(q), dout, gpu_kv, Upload(query_start),
+                                     Upload(context_lens), Upload(tables), 2, max_blocks, qh,
+                                     scale}).ok());
+  const std::vector<float> gpu_out = Download(dout, cpu_out.size());
+  for (float x : gpu_out) ASSERT_FALSE(std::isnan(x));
+  ExpectClose(cpu_out, gpu_out, 1e-4, 1e-5);
+}
+
+TEST_F(CudaParityTest, CodecAndSparsityKernelsAreNotYetImplemented) {
+  EXPECT_EQ(cuda_->QuantWriteKv({}).code(), absl::StatusCode::kUnimplemented);
+  EXPECT_EQ(cuda_->KiviWriteKv({}).code(), absl::StatusCode::kUnimplemented);
+  EXPECT_EQ(cuda_->QuantPagedAttention({}).code(), absl::StatusCode::kUnimplemented);
+  EXPECT_EQ(cuda_->AttentionScores({}).code(), absl::StatusCode::kUnimplemented);
+  EXPECT_EQ(cuda_->KvCompact({}).code(), absl::StatusCode::kUnimplemented);
 }
 
 }  // namespace
