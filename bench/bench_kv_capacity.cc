@@ -21,6 +21,7 @@
 
 #include "common/clock.h"
 #include "engine/engine.h"
+#include "server/cli_flags.h"
 #include "server/config.h"
 #include "server/serve_setup.h"
 
@@ -152,29 +153,30 @@ absl::Status Main(const Options& o) {
   return absl::OkStatus();
 }
 
+absl::StatusOr<Options> ParseOptions(int argc, char** argv) {
+  ASSIGN_OR_RETURN(server::CliFlags f,
+                   server::CliFlags::Parse({argv + 1, argv + argc},
+                                           {"config", "input", "output", "requests", "policies"}));
+  Options o;
+  o.config = f.GetOr("config", o.config);
+  ASSIGN_OR_RETURN(o.input, f.GetInt("input", o.input));
+  ASSIGN_OR_RETURN(o.output, f.GetInt("output", o.output));
+  ASSIGN_OR_RETURN(const int64_t requests, f.GetInt("requests", o.requests));
+  o.requests = static_cast<int32_t>(requests);
+  std::stringstream names(f.GetOr("policies", ""));
+  for (std::string p; std::getline(names, p, ',');) o.policies.push_back(p);
+  return o;
+}
+
 }  // namespace
 }  // namespace strata
 
 int main(int argc, char** argv) {
-  strata::Options o;
-  for (int i = 1; i + 1 < argc; i += 2) {
-    const std::string flag = argv[i], value = argv[i + 1];
-    if (flag == "--config") o.config = value;
-    else if (flag == "--input") o.input = std::stoll(value);
-    else if (flag == "--output") o.output = std::stoll(value);
-    else if (flag == "--requests") o.requests = std::stoi(value);
-    else if (flag == "--policies") {
-      std::stringstream ss(value);
-      for (std::string p; std::getline(ss, p, ',');) o.policies.push_back(p);
-    } else {
-      std::fprintf(stderr, "bench_kv_capacity: unknown flag %s\n", flag.c_str());
-      return 2;
-    }
-  }
-  absl::Status s = strata::Main(o);
+  absl::StatusOr<strata::Options> o = strata::ParseOptions(argc, argv);
+  absl::Status s = o.ok() ? strata::Main(*o) : o.status();
   if (!s.ok()) {
     std::fprintf(stderr, "bench_kv_capacity: %s\n", std::string(s.message()).c_str());
-    return 1;
+    return o.ok() ? 1 : 2;
   }
   return 0;
 }

@@ -28,6 +28,7 @@
 #include "engine/scheduler.h"
 #include "engine/sparsity_step.h"
 #include "engine/step_batch.h"
+#include "server/cli_flags.h"
 #include "server/config.h"
 #include "server/serve_setup.h"
 
@@ -79,7 +80,7 @@ absl::StatusOr<std::unique_ptr<engine::ModelRunner>> MakeRunner(kernels::Device*
   if (codec != kernels::KvCodec::kF32) {
     kvcache::KvLayout l = layout;
     l.codec = codec;
-    if (l.kivi()) l.block_size = 32;
+    l.block_size = kvcache::PoolBlockSize(codec, l.block_size);
     const int64_t residual = l.kivi() ? l.ResidualPages(static_cast<int32_t>(policy.residual_tokens)) : 0;
     rc.extra_pools.push_back({.codec = codec, .block_size = l.block_size,
                               .num_pages = static_cast<int32_t>(
@@ -188,8 +189,7 @@ Scores Compare(const Run& full, const Run& run) {
 
 double LayoutBytesPerToken(const engine::Model& model, const server::KvPolicy& policy) {
   const kernels::KvCodec codec = *kernels::ParseCodec(policy.codec);
-  const bool kivi = codec == kernels::KvCodec::kKivi4 || codec == kernels::KvCodec::kKivi2;
-  kernels::KvPageFormat f{.codec = codec, .block_size = kivi ? 32 : 16,
+  kernels::KvPageFormat f{.codec = codec, .block_size = kvcache::PoolBlockSize(codec, 16),
                           .num_kv_heads = static_cast<int32_t>(model.config.num_kv_heads),
                           .head_dim = static_cast<int32_t>(model.config.head_dim)};
   return kernels::BytesPerToken(f);
@@ -227,28 +227,30 @@ absl::Status Main(const Options& o) {
   return absl::OkStatus();
 }
 
+absl::StatusOr<Options> ParseOptions(int argc, char** argv) {
+  ASSIGN_OR_RETURN(server::CliFlags f,
+                   server::CliFlags::Parse({argv + 1, argv + argc},
+                                           {"config", "model", "text", "window", "stride",
+                                            "prefill"}));
+  Options o;
+  o.config = f.GetOr("config", o.config);
+  o.model = f.GetOr("model", o.model);
+  o.text = f.GetOr("text", o.text);
+  ASSIGN_OR_RETURN(o.window, f.GetInt("window", o.window));
+  ASSIGN_OR_RETURN(o.stride, f.GetInt("stride", o.stride));
+  ASSIGN_OR_RETURN(o.prefill, f.GetInt("prefill", o.prefill));
+  return o;
+}
+
 }  // namespace
 }  // namespace strata
 
 int main(int argc, char** argv) {
-  strata::Options o;
-  for (int i = 1; i + 1 < argc; i += 2) {
-    const std::string flag = argv[i], value = argv[i + 1];
-    if (flag == "--config") o.config = value;
-    else if (flag == "--model") o.model = value;
-    else if (flag == "--text") o.text = value;
-    else if (flag == "--window") o.window = std::stoll(value);
-    else if (flag == "--stride") o.stride = std::stoll(value);
-    else if (flag == "--prefill") o.prefill = std::stoll(value);
-    else {
-      std::fprintf(stderr, "bench_quality: unknown flag %s\n", flag.c_str());
-      return 2;
-    }
-  }
-  absl::Status s = strata::Main(o);
+  absl::StatusOr<strata::Options> o = strata::ParseOptions(argc, argv);
+  absl::Status s = o.ok() ? strata::Main(*o) : o.status();
   if (!s.ok()) {
     std::fprintf(stderr, "bench_quality: %s\n", std::string(s.message()).c_str());
-    return 1;
+    return o.ok() ? 1 : 2;
   }
   return 0;
 }

@@ -67,9 +67,7 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const Model& model,
 absl::Status Engine::Init() {
   ASSIGN_OR_RETURN(device_, MakeDevice(config_.backend, config_.threads));
   const ModelConfig& mc = model_.config;
-  const int64_t max_len = config_.max_model_len > 0
-                              ? config_.max_model_len
-                              : std::min<int64_t>(mc.max_position_embeddings, 4096);
+  const int64_t max_len = MaxModelLen(mc, config_.max_model_len);
   const int64_t blocks_per_seq = (max_len + config_.block_size - 1) / config_.block_size;
   const int32_t min_pages = static_cast<int32_t>(blocks_per_seq * mc.num_layers);
   int32_t pages = config_.num_kv_pages > 0
@@ -192,7 +190,7 @@ absl::Status Engine::CheckKvAccess(const kvcache::KvAccess& a) const {
     return absl::InvalidArgumentError(
         StrCat("no KV pool holds codec ", codec, ": no policy of the config names it"));
   }
-  const bool kivi = a.codec == kernels::KvCodec::kKivi4 || a.codec == kernels::KvCodec::kKivi2;
+  const bool kivi = kernels::IsKivi(a.codec);
   const kvcache::SparsitySpec& sp = a.sparsity;
   if (sp.enabled() && (a.codec != kernels::KvCodec::kF32 || sp.Budget() <= 0 ||
                        sp.recent_tokens > sp.budget_tokens ||

@@ -27,9 +27,7 @@ absl::StatusOr<std::unique_ptr<LocalRuntime>> LocalRuntime::Create(const Model& 
   RETURN_IF_ERROR(config.Validate());
   std::unique_ptr<LocalRuntime> rt(new LocalRuntime());
   ASSIGN_OR_RETURN(rt->device_, MakeDevice(config.backend, config.threads));
-  int64_t max_len = config.max_model_len > 0
-                        ? config.max_model_len
-                        : std::min<int64_t>(model.config.max_position_embeddings, 4096);
+  const int64_t max_len = MaxModelLen(model.config, config.max_model_len);
   RunnerConfig rc{.max_batch_tokens = config.max_batch_tokens,
                   .max_num_seqs = 1,
                   .max_logit_rows = config.max_logit_rows,

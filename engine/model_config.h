@@ -2,6 +2,7 @@
 // a synthetic preset). Immutable after loading; shared read-only by every thread.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -61,5 +62,10 @@ absl::StatusOr<ModelConfig> ParseModelConfig(std::string_view json_text, std::st
 // Rotary inverse frequencies [head_dim / 2] with rope_scaling applied (llama3: per-frequency
 // smooth interpolation as in transformers' _compute_llama3_parameters; linear: divided by factor).
 std::vector<float> RopeInvFreq(const ModelConfig& config);
+
+// The longest sequence served: `configured` when > 0, else min(the model's maximum, 4096).
+inline int64_t MaxModelLen(const ModelConfig& config, int64_t configured) {
+  return configured > 0 ? configured : std::min<int64_t>(config.max_position_embeddings, 4096);
+}
 
 }  // namespace strata::engine

@@ -50,7 +50,6 @@ uint32_t ShiftRne(uint32_t m, int shift) {
   return q + ((rem > half || (rem == half && (q & 1u))) ? 1u : 0u);
 }
 
-bool IsKivi(KvCodec codec) { return codec == KvCodec::kKivi4 || codec == KvCodec::kKivi2; }
 bool HasTokenScales(KvCodec codec) { return codec == KvCodec::kFp8 || codec == KvCodec::kInt8; }
 
 // Decoded values of the 256 fp8 e4m3fn codes.

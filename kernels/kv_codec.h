@@ -54,6 +54,11 @@ std::optional<KvCodec> ParseCodec(std::string_view name);
 inline constexpr int32_t kKiviGroupTokens = 32;   // tokens per key-quantization group
 inline constexpr int32_t kKiviChannelGroup = 32;  // channels per value-quantization group
 
+// kivi4 or kivi2: written a 32-token group at a time, with a full-precision residual window.
+constexpr bool IsKivi(KvCodec codec) {
+  return codec == KvCodec::kKivi4 || codec == KvCodec::kKivi2;
+}
+
 // The shape and codec of one page; see the layout above.
 struct KvPageFormat {
   KvCodec codec = KvCodec::kF32;

@@ -27,9 +27,7 @@ struct KvLayout {
             .head_dim = head_dim};
   }
   size_t PageBytes() const { return Format().PageBytes(); }
-  bool kivi() const {
-    return codec == kernels::KvCodec::kKivi4 || codec == kernels::KvCodec::kKivi2;
-  }
+  bool kivi() const { return kernels::IsKivi(codec); }
   // KIVI: the format of a request's residual pages, carved from the same pool (one page's bytes
   // hold as many bf16 tokens as fit).
   kernels::KvPageFormat ResidualFormat() const {
@@ -58,6 +56,14 @@ struct KvLayout {
     return Format().Validate();
   }
 };
+
+// Tokens per page of `codec`'s pool when the config asks for `block_size`: KIVI pages hold whole
+// 32-token groups, so they round up to a multiple of 32.
+inline int32_t PoolBlockSize(kernels::KvCodec codec, int32_t block_size) {
+  if (!kernels::IsKivi(codec)) return block_size;
+  return (block_size + kernels::kKiviGroupTokens - 1) / kernels::kKiviGroupTokens *
+         kernels::kKiviGroupTokens;
+}
 
 // KIVI: the quantized tokens after a step that leaves `num_tokens` tokens, `quant_tokens` of
 // them quantized before: every full window of `residual_tokens` past them is folded.

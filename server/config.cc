@@ -10,6 +10,7 @@
 
 #include "absl/strings/cord.h"
 #include "absl/strings/str_join.h"
+#include "kvcache/kv_layout.h"
 #include "server/config_internal.h"
 
 namespace strata::server {
@@ -77,8 +78,6 @@ const std::initializer_list<std::string_view> kCodecs = {"fp32", "bf16",  "fp16"
 const std::initializer_list<std::string_view> kSparsityTypes = {"none", "sink_window", "h2o",
                                                                 "snapkv"};
 const std::initializer_list<std::string_view> kTiers = {"device", "host", "disk"};
-constexpr int64_t kKiviGroupTokens = 32;
-constexpr int64_t kMaxResidualTokens = 512;  // kvcache::kMaxKiviResidualTokens
 
 std::string JoinNames(std::initializer_list<std::string_view> names) {
   std::vector<std::string> v(names.begin(), names.end());
@@ -303,14 +302,14 @@ absl::Status KvCacheSection::Validate() const {
 absl::Status KvPolicy::Validate() const {
   const std::string path = StrCat("policies.", name);
   RETURN_IF_ERROR(OneOf(StrCat(path, ".codec"), codec, "codec", kCodecs));
-  const bool kivi = codec == "kivi4" || codec == "kivi2";
-  if (kivi && (residual_tokens <= 0 || residual_tokens % kKiviGroupTokens != 0 ||
-               residual_tokens > kMaxResidualTokens)) {
+  const bool kivi = kernels::IsKivi(*kernels::ParseCodec(codec));  // a known codec (above)
+  if (kivi && (residual_tokens <= 0 || residual_tokens % kernels::kKiviGroupTokens != 0 ||
+               residual_tokens > kvcache::kMaxKiviResidualTokens)) {
     return ConfigError(
         StrCat(path, ".residual_tokens"),
         StrCat("codec ", codec, " needs a full-precision window > 0, at most ",
-               kMaxResidualTokens, " and a multiple of ", kKiviGroupTokens, " (got ",
-               residual_tokens, ")"));
+               kvcache::kMaxKiviResidualTokens, " and a multiple of ", kernels::kKiviGroupTokens,
+               " (got ", residual_tokens, ")"));
   }
   if (!kivi && residual_tokens != 0) {
     return ConfigError(

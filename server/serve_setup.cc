@@ -72,9 +72,7 @@ void CarvePools(const Config& c, const engine::Model& model, engine::EngineConfi
                            .num_kv_heads = static_cast<int32_t>(model.config.num_kv_heads),
                            .head_dim = static_cast<int32_t>(model.config.head_dim),
                            .block_size = c.kvcache.block_size};
-  const int64_t max_len = c.model.max_model_len > 0
-                              ? c.model.max_model_len
-                              : std::min<int64_t>(model.config.max_position_embeddings, 4096);
+  const int64_t max_len = engine::MaxModelLen(model.config, c.model.max_model_len);
   const int64_t one_seq = layout.BlocksFor(max_len) * layout.num_layers;
   const int64_t page = static_cast<int64_t>(layout.PageBytes());
   // Auto (0): what the fp32 pool alone would get, max_num_seqs sequences of max_model_len.
@@ -88,7 +86,7 @@ void CarvePools(const Config& c, const engine::Model& model, engine::EngineConfi
   for (kernels::KvCodec codec : extra) {
     kvcache::KvLayout l = layout;
     l.codec = codec;
-    if (l.kivi()) l.block_size = (layout.block_size + 31) / 32 * 32;
+    l.block_size = kvcache::PoolBlockSize(codec, layout.block_size);
     const int64_t pages = share / static_cast<int64_t>(l.PageBytes());
     e->codec_pools.push_back({.codec = codec, .block_size = l.block_size,
                               .num_pages = static_cast<int32_t>(

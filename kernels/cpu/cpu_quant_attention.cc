@@ -32,8 +32,6 @@
 namespace strata::kernels::cpu {
 namespace {
 
-bool IsKivi(KvCodec codec) { return codec == KvCodec::kKivi4 || codec == KvCodec::kKivi2; }
-
 int64_t CeilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 // Page ids [0, num_pages) of page_stride bytes each hold a page of every one of `formats`.

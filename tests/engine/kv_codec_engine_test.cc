@@ -27,7 +27,7 @@ std::string CaseName(const ::testing::TestParamInfo<CodecCase>& info) {
 }
 
 int32_t BlockSize(KvCodec codec) {
-  return codec == KvCodec::kKivi4 || codec == KvCodec::kKivi2 ? 32 : 16;
+  return kvcache::PoolBlockSize(codec, 16);
 }
 
 EngineConfig CodecConfig(KvCodec codec, int32_t pages = 0) {

@@ -28,8 +28,6 @@ std::vector<float> Random(size_t n, std::mt19937& rng) {
   return out;
 }
 
-bool IsKivi(KvCodec codec) { return codec == KvCodec::kKivi4 || codec == KvCodec::kKivi2; }
-
 int32_t CeilDiv(int32_t a, int32_t b) { return (a + b - 1) / b; }
 
 struct SeqSpec {
