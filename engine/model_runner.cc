@@ -220,10 +220,7 @@ absl::Status ModelRunner::Attention(int32_t l, int64_t n, int32_t seqs, int32_t 
       continue;
     }
     // Pool 0 (f32) comes first in the batch: its rows and sequences start at 0.
-    const kernels::KvPoolView kv{.pool = F(kv_arena_), .num_pages = rc_.num_kv_pages,
-                                 .block_size = layout_.block_size,
-                                 .num_kv_heads = layout_.num_kv_heads,
-                                 .head_dim = layout_.head_dim};
+    const kernels::KvPoolView kv = Pool0View();
     RETURN_IF_ERROR(device_->WriteKv({.k = F(k_), .v = F(v_),
                                       .slots = slots_->as<int64_t>() + l * n,
                                       .num_tokens = r.end_token, .kv = kv}));

@@ -150,6 +150,16 @@ class ModelRunner : public kvcache::PageIo {
   // computes layer `l`'s scores of pool 0's `seqs` sequences into scores_host_.
   absl::Status PrepareScores(const BatchInput& b);
   absl::Status LayerScores(int32_t l, int32_t pool0_seqs, int32_t seqs, int32_t max_blocks);
+  // Device buffers that grow on demand and are reused (scores, compaction inputs).
+  absl::Status Grow(std::unique_ptr<kernels::Buffer>* buffer, size_t bytes);
+  absl::Status UploadGrown(std::unique_ptr<kernels::Buffer>* buffer,
+                           std::span<const int32_t> host);
+  // Pool 0's f32 arena as the kernels see it.
+  kernels::KvPoolView Pool0View() {
+    return {.pool = F(kv_arena_), .num_pages = rc_.num_kv_pages,
+            .block_size = layout_.block_size, .num_kv_heads = layout_.num_kv_heads,
+            .head_dim = layout_.head_dim};
+  }
   absl::Status Logits(int64_t num_tokens, std::span<const int32_t> rows, std::span<float> out);
   float* F(const std::unique_ptr<kernels::Buffer>& b) { return b ? b->as<float>() : nullptr; }
 
@@ -178,7 +188,8 @@ class ModelRunner : public kvcache::PageIo {
   std::vector<PoolRange> ranges_;  // this Forward's pools, pool 0 first
   // Per pool range, device copies: query_start rebased to its first row, quant blocks per seq.
   std::unique_ptr<kernels::Buffer> pool_query_start_, quant_blocks_, quant_before_, quant_after_;
-  std::unique_ptr<kernels::Buffer> score_from_, scores_;  // scores_: grown on demand
+  std::unique_ptr<kernels::Buffer> score_from_, scores_;  // grown on demand
+  std::unique_ptr<kernels::Buffer> compact_tables_, compact_keep_, compact_num_keep_;
   std::vector<float> scores_host_;
   int64_t score_stride_ = 0;
   int32_t score_seqs_ = 0;  // sequences in scores_host_ per layer (0: no scores this batch)

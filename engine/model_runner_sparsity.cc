@@ -9,6 +9,19 @@
 
 namespace strata::engine {
 
+absl::Status ModelRunner::Grow(std::unique_ptr<kernels::Buffer>* buffer, size_t bytes) {
+  if (*buffer == nullptr || (*buffer)->size_bytes() < bytes) {
+    ASSIGN_OR_RETURN(*buffer, device_->Allocate(bytes));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ModelRunner::UploadGrown(std::unique_ptr<kernels::Buffer>* buffer,
+                                      std::span<const int32_t> host) {
+  RETURN_IF_ERROR(Grow(buffer, host.size_bytes()));
+  return device_->CopyToDevice((*buffer)->data(), host.data(), host.size_bytes());
+}
+
 absl::Status ModelRunner::PrepareScores(const BatchInput& b) {
   score_seqs_ = 0;
   if (b.score_from.empty()) return absl::OkStatus();
@@ -25,15 +38,9 @@ absl::Status ModelRunner::PrepareScores(const BatchInput& b) {
   if (pool0 == 0) return absl::OkStatus();
   score_stride_ = *std::max_element(b.context_lens.begin(), b.context_lens.begin() + pool0);
   const size_t per_layer = static_cast<size_t>(pool0) * layout_.num_kv_heads * score_stride_;
-  if (scores_ == nullptr || scores_->size_bytes() < per_layer * sizeof(float)) {
-    ASSIGN_OR_RETURN(scores_, device_->Allocate(per_layer * sizeof(float)));
-  }
-  if (score_from_ == nullptr) {
-    ASSIGN_OR_RETURN(score_from_, device_->Allocate(rc_.max_num_seqs * sizeof(int32_t)));
-  }
-  RETURN_IF_ERROR(device_->CopyToDevice(score_from_->data(), b.score_from.data(),
-                                        pool0 * sizeof(int32_t)));
-  scores_host_.assign(per_layer * config_.num_layers, 0.0f);
+  RETURN_IF_ERROR(Grow(&scores_, per_layer * sizeof(float)));
+  RETURN_IF_ERROR(UploadGrown(&score_from_, b.score_from.first(pool0)));
+  scores_host_.resize(per_layer * config_.num_layers);  // every layer's copy overwrites its part
   score_seqs_ = pool0;
   return absl::OkStatus();
 }
@@ -41,13 +48,9 @@ absl::Status ModelRunner::PrepareScores(const BatchInput& b) {
 absl::Status ModelRunner::LayerScores(int32_t l, int32_t pool0_seqs, int32_t seqs,
                                       int32_t max_blocks) {
   if (score_seqs_ == 0) return absl::OkStatus();
-  const kernels::KvPoolView kv{.pool = F(kv_arena_), .num_pages = rc_.num_kv_pages,
-                               .block_size = layout_.block_size,
-                               .num_kv_heads = layout_.num_kv_heads,
-                               .head_dim = layout_.head_dim};
   const size_t per_layer = static_cast<size_t>(pool0_seqs) * layout_.num_kv_heads * score_stride_;
   RETURN_IF_ERROR(device_->AttentionScores(
-      {.q = F(q_), .kv = kv, .query_start = query_start_->as<int32_t>(),
+      {.q = F(q_), .kv = Pool0View(), .query_start = query_start_->as<int32_t>(),
        .context_lens = context_lens_->as<int32_t>(),
        .block_tables = block_tables_->as<int32_t>() + static_cast<int64_t>(l) * seqs * max_blocks,
        .score_from = score_from_->as<int32_t>(), .num_seqs = pool0_seqs,
@@ -66,24 +69,15 @@ absl::Status ModelRunner::CompactKv(const CompactionInput& c) {
       static_cast<int64_t>(c.num_keep.size()) != c.num_seqs) {
     return absl::InvalidArgumentError("compaction: shapes");
   }
-  auto upload = [&](std::span<const int32_t> v) -> absl::StatusOr<std::unique_ptr<kernels::Buffer>> {
-    ASSIGN_OR_RETURN(auto buf, device_->Allocate(v.size_bytes()));
-    RETURN_IF_ERROR(device_->CopyToDevice(buf->data(), v.data(), v.size_bytes()));
-    return buf;
-  };
-  ASSIGN_OR_RETURN(auto tables, upload(c.block_tables));
-  ASSIGN_OR_RETURN(auto keep, upload(c.keep));
-  ASSIGN_OR_RETURN(auto num_keep, upload(c.num_keep));
-  const kernels::KvPoolView kv{.pool = F(kv_arena_), .num_pages = rc_.num_kv_pages,
-                               .block_size = layout_.block_size,
-                               .num_kv_heads = layout_.num_kv_heads,
-                               .head_dim = layout_.head_dim};
+  RETURN_IF_ERROR(UploadGrown(&compact_tables_, c.block_tables));
+  RETURN_IF_ERROR(UploadGrown(&compact_keep_, c.keep));
+  RETURN_IF_ERROR(UploadGrown(&compact_num_keep_, c.num_keep));
   for (int64_t l = 0; l < layers; ++l) {
     RETURN_IF_ERROR(device_->KvCompact(
-        {.kv = kv,
-         .block_tables = tables->as<int32_t>() + l * c.num_seqs * c.max_blocks_per_seq,
-         .keep = keep->as<int32_t>() + l * c.num_seqs * heads * c.max_keep,
-         .num_keep = num_keep->as<int32_t>(), .num_seqs = c.num_seqs,
+        {.kv = Pool0View(),
+         .block_tables = compact_tables_->as<int32_t>() + l * c.num_seqs * c.max_blocks_per_seq,
+         .keep = compact_keep_->as<int32_t>() + l * c.num_seqs * heads * c.max_keep,
+         .num_keep = compact_num_keep_->as<int32_t>(), .num_seqs = c.num_seqs,
          .max_blocks_per_seq = c.max_blocks_per_seq, .max_keep = c.max_keep}));
   }
   return absl::OkStatus();

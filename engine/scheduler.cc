@@ -259,8 +259,8 @@ std::vector<SeqEvent> Scheduler::Update(const StepPlan& plan, std::span<const in
       seq.quant_tokens = kvcache::KiviQuantAfter(seq.quant_tokens, seq.num_computed_tokens,
                                                  seq.kv_access.residual_tokens);
       Kv(seq).Commit(seq.id, seq.tokens, seq.quant_tokens);
-    } else {  // (a sparse sequence publishes nothing: its KV entries are not positions)
-      Kv(seq).Commit(seq.id, seq.tokens, seq.num_computed_tokens - seq.evicted_tokens);
+    } else if (!seq.sparsity) {  // a sparse sequence's KV is private: nothing to publish
+      Kv(seq).Commit(seq.id, seq.tokens, seq.num_computed_tokens);
     }
     if (!s.sample) continue;
     CHECK(next_sample < sampled.size());

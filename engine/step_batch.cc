@@ -6,9 +6,12 @@ namespace strata::engine {
 
 void StepBatch::Order(const StepPlan& plan, const Scheduler& scheduler) {
   order_.clear();
-  for (const ScheduledSeq& s : plan.seqs) order_.push_back(&s);
-  std::stable_sort(order_.begin(), order_.end(), [&](const ScheduledSeq* a, const ScheduledSeq* b) {
-    return scheduler.Find(a->id)->kv_pool < scheduler.Find(b->id)->kv_pool;
+  for (size_t i = 0; i < plan.seqs.size(); ++i) {
+    const Sequence* seq = scheduler.Find(plan.seqs[i].id);
+    order_.push_back({&plan.seqs[i], seq, &scheduler.Kv(*seq), i});
+  }
+  std::stable_sort(order_.begin(), order_.end(), [](const Entry& a, const Entry& b) {
+    return a.seq->kv_pool < b.seq->kv_pool;
   });
 }
 
@@ -26,8 +29,9 @@ int32_t StepBatch::ScoreFrom(const ScheduledSeq& s, const Sequence& seq, int32_t
   return static_cast<int32_t>(first_row + std::min(window, end) - s.start);
 }
 
-void StepBatch::AddSequence(const ScheduledSeq& s, const Sequence& seq,
-                            const kvcache::KvCacheManager& kv) {
+void StepBatch::AddSequence(const Entry& e) {
+  const ScheduledSeq& s = *e.s;
+  const Sequence& seq = *e.seq;
   for (int64_t p = s.start; p < s.start + s.num_new_tokens; ++p) {
     token_ids_.push_back(seq.tokens[p]);
     positions_.push_back(static_cast<int32_t>(p));
@@ -37,42 +41,42 @@ void StepBatch::AddSequence(const ScheduledSeq& s, const Sequence& seq,
   context_lens_.push_back(static_cast<int32_t>(end - seq.evicted_tokens));
   score_from_.push_back(ScoreFrom(s, seq, query_start_[query_start_.size() - 2]));
   seq_pools_.push_back(seq.kv_pool);
-  const int32_t r = seq.kv_access.residual_tokens;
+  const int32_t r = seq.kv_access.residual_tokens;  // > 0: KIVI
   const int64_t quant_after = r > 0 ? kvcache::KiviQuantAfter(seq.quant_tokens, end, r) : 0;
   quant_before_.push_back(static_cast<int32_t>(r > 0 ? seq.quant_tokens : 0));
   quant_after_.push_back(static_cast<int32_t>(quant_after));
-  const int64_t blocks = r > 0 ? quant_after / kv.layout().block_size +
-                                     static_cast<int64_t>(kv.residual_pages(s.id, 0).size())
-                               : kv.num_blocks(s.id);
+  const int64_t blocks = r > 0 ? quant_after / e.kv->layout().block_size +
+                                     static_cast<int64_t>(e.kv->residual_pages(s.id, 0).size())
+                               : e.kv->num_blocks(s.id);
   max_blocks_ = std::max<int32_t>(max_blocks_, static_cast<int32_t>(blocks));
   if (seq.kv_pool == 0 && !seq.sparsity) {
-    kv.LayerCopies(s.id, s.start, end, &layer_loads_, &layer_stores_);
+    e.kv->LayerCopies(s.id, s.start, end, &layer_loads_, &layer_stores_);
   }
 }
 
-void StepBatch::AddTables(const Scheduler& scheduler) {
-  const int32_t layers = scheduler.Kv(*scheduler.Find(order_[0]->id)).layout().num_layers;
+void StepBatch::AddTables() {
+  const int32_t layers = order_[0].kv->layout().num_layers;
   const size_t num_seqs = order_.size();
   block_tables_.assign(static_cast<size_t>(layers) * num_seqs * max_blocks_, 0);
   slots_.clear();
   for (int32_t l = 0; l < layers; ++l) {
     for (size_t i = 0; i < num_seqs; ++i) {
-      const ScheduledSeq& s = *order_[i];
-      const kvcache::KvCacheManager& kv = scheduler.Kv(*scheduler.Find(s.id));
+      const Entry& e = order_[i];
+      const RequestId id = e.s->id;
       auto row = block_tables_.begin() + (static_cast<size_t>(l) * num_seqs + i) * max_blocks_;
-      auto pages = kv.pages(s.id, l);
-      if (quant_after_[i] > 0 || !kv.residual_pages(s.id, l).empty()) {
-        // KIVI: quantized blocks up to the fold, then the residual pages; no slots.
-        row = std::copy_n(pages.begin(), quant_after_[i] / kv.layout().block_size, row);
-        auto residual = kv.residual_pages(s.id, l);
+      auto pages = e.kv->pages(id, l);
+      if (e.seq->kv_access.residual_tokens > 0) {
+        // KIVI: quantized blocks up to the fold, then the residual pages; KiviWriteKv places
+        // the new tokens (no slots).
+        row = std::copy_n(pages.begin(), quant_after_[i] / e.kv->layout().block_size, row);
+        auto residual = e.kv->residual_pages(id, l);
         std::copy(residual.begin(), residual.end(), row);
-        slots_.insert(slots_.end(), s.num_new_tokens, -1);
+        slots_.insert(slots_.end(), e.s->num_new_tokens, -1);
         continue;
       }
       std::copy(pages.begin(), pages.end(), row);
-      const int64_t evicted = scheduler.Find(s.id)->evicted_tokens;
-      for (int64_t p = s.start; p < s.start + s.num_new_tokens; ++p) {
-        slots_.push_back(kv.Slot(s.id, l, p - evicted));
+      for (int64_t p = e.s->start; p < e.s->start + e.s->num_new_tokens; ++p) {
+        slots_.push_back(e.kv->Slot(id, l, p - e.seq->evicted_tokens));
       }
     }
   }
@@ -96,19 +100,17 @@ void StepBatch::Build(const StepPlan& plan, const Scheduler& scheduler) {
   std::vector<int32_t> last_row(plan.seqs.size(), -1);
   batch_index_.assign(plan.seqs.size(), -1);
   bool scores = false;
-  for (const ScheduledSeq* s : order_) {
-    const Sequence& seq = *scheduler.Find(s->id);
-    AddSequence(*s, seq, scheduler.Kv(seq));
-    const size_t plan_index = static_cast<size_t>(s - plan.seqs.data());
-    last_row[plan_index] = query_start_.back() - 1;
-    batch_index_[plan_index] = static_cast<int32_t>(context_lens_.size()) - 1;
+  for (const Entry& e : order_) {
+    AddSequence(e);
+    last_row[e.plan_index] = query_start_.back() - 1;
+    batch_index_[e.plan_index] = static_cast<int32_t>(context_lens_.size()) - 1;
     scores |= score_from_.back() < query_start_.back();
   }
   if (!scores) score_from_.clear();
   for (size_t i = 0; i < plan.seqs.size(); ++i) {
     if (plan.seqs[i].sample) logit_rows_.push_back(last_row[i]);
   }
-  AddTables(scheduler);
+  AddTables();
 }
 
 BatchInput StepBatch::input() const {

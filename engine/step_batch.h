@@ -25,13 +25,20 @@ class StepBatch {
   size_t num_layer_copies() const { return layer_loads_.size() + layer_stores_.size(); }
 
  private:
+  // A plan entry with its sequence and KV pool, looked up once per step.
+  struct Entry {
+    const ScheduledSeq* s;
+    const Sequence* seq;
+    const kvcache::KvCacheManager* kv;
+    size_t plan_index;
+  };
   // The plan's entries in batch order (grouped by pool).
   void Order(const StepPlan& plan, const Scheduler& scheduler);
   static int32_t ScoreFrom(const ScheduledSeq& s, const Sequence& seq, int32_t first_row);
-  void AddSequence(const ScheduledSeq& s, const Sequence& seq, const kvcache::KvCacheManager& kv);
-  void AddTables(const Scheduler& scheduler);
+  void AddSequence(const Entry& e);
+  void AddTables();
 
-  std::vector<const ScheduledSeq*> order_;
+  std::vector<Entry> order_;
   std::vector<int32_t> token_ids_, positions_, query_start_, context_lens_, block_tables_;
   std::vector<int32_t> seq_pools_, quant_before_, quant_after_, score_from_, batch_index_;
   std::vector<int64_t> slots_;
