@@ -17,18 +17,12 @@
 #include "gtest/gtest.h"
 #include "kernels/cpu/cpu_kernels.h"
 #include "kernels/device.h"
+#include "tests/kernels/random_tensors.h"
 
 namespace strata::kernels {
 namespace {
 
 constexpr int kThreads = 2;
-
-std::vector<float> Random(size_t n, std::mt19937& rng) {
-  std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
-  std::vector<float> out(n);
-  for (auto& x : out) x = dist(rng);
-  return out;
-}
 
 template <typename T>
 bool SameBytes(const std::vector<T>& a, const std::vector<T>& b) {

@@ -9,12 +9,17 @@
 
 namespace strata::kernels {
 
-inline std::vector<float> Random(size_t n, uint32_t seed, float lo = -1.0f, float hi = 1.0f) {
-  std::mt19937 rng(seed);
+// n uniform values in [lo, hi) drawn from `rng` (tests that draw several tensors from one stream).
+inline std::vector<float> Random(size_t n, std::mt19937& rng, float lo = -1.0f, float hi = 1.0f) {
   std::uniform_real_distribution<float> dist(lo, hi);
   std::vector<float> out(n);
   for (auto& x : out) x = dist(rng);
   return out;
+}
+
+inline std::vector<float> Random(size_t n, uint32_t seed, float lo = -1.0f, float hi = 1.0f) {
+  std::mt19937 rng(seed);
+  return Random(n, rng, lo, hi);
 }
 
 inline std::vector<uint16_t> ToBf16(const std::vector<float>& x) {
