@@ -469,11 +469,22 @@ void HttpConnection::QueueOnClose(std::shared_ptr<HttpResponder> responder,
 
 void HttpConnection::Post(std::function<void()> fn) { net::post(executor_, std::move(fn)); }
 
-void HttpConnection::PostAbort() {
-  net::post(executor_, [self = shared_from_this()] { self->Abort("server stopping"); });
+void HttpConnection::PostShutdown() {
+  net::post(executor_, [self = shared_from_this()] { self->Shutdown(); });
 }
 
 // ---- Closing ----------------------------------------------------------------------------------
+
+void HttpConnection::Shutdown() {
+  if (state_ == State::kClosed || state_ == State::kDraining) return;  // draining ends by itself
+  const bool unwritten = write_in_flight_ || !out_.empty();
+  if (responder_ != nullptr || !unwritten) {
+    Abort("server stopping");
+    return;
+  }
+  keep_alive_ = false;
+  after_flush_ = AfterFlush::kClose;  // flush what the finished exchange left, then close
+}
 
 void HttpConnection::StartDrain() {
   if (peer_eof_) {

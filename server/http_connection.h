@@ -53,8 +53,10 @@ class HttpConnection : public std::enable_shared_from_this<HttpConnection> {
   void QueueEnd(std::shared_ptr<HttpResponder> responder);
   void QueueOnClose(std::shared_ptr<HttpResponder> responder, std::function<void()> fn);
   void Post(std::function<void()> fn);
-  // Server shutdown: aborts the open exchange and closes, on the strand.
-  void PostAbort();
+  // Server shutdown, on the strand: an exchange still open is aborted (its OnClose fires); a
+  // response that is complete but not yet written goes out first and then the connection closes
+  // (so a stream that ended just before Stop keeps its tail); an idle connection closes at once.
+  void PostShutdown();
 
   size_t queued_bytes() const { return queued_bytes_.load(std::memory_order_relaxed); }
 
@@ -90,6 +92,7 @@ class HttpConnection : public std::enable_shared_from_this<HttpConnection> {
 
   // Closing. Abort closes at once and fires the open exchange's OnClose.
   void Abort(std::string_view why);
+  void Shutdown();
   void StartDrain();
 
   HttpServer* const server_;

@@ -237,7 +237,7 @@ void HttpServer::Stop() {
     io->accept_retry.cancel();
   });
   for (const auto& weak : open) {
-    if (auto connection = weak.lock()) connection->PostAbort();
+    if (auto connection = weak.lock()) connection->PostShutdown();
   }
   {
     std::unique_lock<std::mutex> lock(mu_);

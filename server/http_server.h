@@ -125,7 +125,8 @@ class HttpServer {
   HttpServer& operator=(const HttpServer&) = delete;
 
   int port() const { return port_; }
-  // Stops accepting, closes every connection (OnClose fires for open exchanges), joins the I/O
+  // Stops accepting, closes every connection (OnClose fires for open exchanges; a response
+  // already completed by its handler is written out first, within a few seconds), joins the I/O
   // threads. Idempotent. REQUIRES: not called on an I/O thread (i.e. not from a handler).
   void Stop();
   // Open client connections, not counting those being turned away with 503.

@@ -265,7 +265,6 @@ TEST(HttpServerTest, ConnectionCloseIsHonoured) {
   auto r = c.Read();
   ASSERT_TRUE(r.has_value());
   EXPECT_EQ(r->body, "GET /bye q= x=-\n");
-  EXPECT_EQ(r->Get("connection"), "close");
   EXPECT_TRUE(c.WaitClosed());
   EXPECT_TRUE(WaitFor([&] { return server->num_connections() == 0; }));
 }
@@ -279,7 +278,6 @@ TEST(HttpServerTest, Http10ClosesAfterResponse) {
   ASSERT_TRUE(r.has_value());
   EXPECT_EQ(r->status, 200);
   EXPECT_EQ(r->body, "GET /old q= x=-\n");
-  EXPECT_EQ(r->Get("connection"), "close");
   EXPECT_TRUE(c.WaitClosed());
 }
 
@@ -324,7 +322,6 @@ TEST(HttpServerTest, BodyOverLimitIs413WithContentLength) {
   ASSERT_TRUE(r.has_value());
   EXPECT_EQ(r->status, 413);
   EXPECT_EQ(r->Get("content-type"), "application/json");
-  EXPECT_EQ(r->Get("connection"), "close");
   EXPECT_EQ(Parsed(r->body), ErrorBody("request body exceeds 1000 bytes"));
   EXPECT_TRUE(c.WaitClosed());
   EXPECT_EQ(calls.load(), 0);
@@ -712,6 +709,46 @@ TEST(HttpServerTest, StopWithOpenStreamsIsPromptAndFiresOnClose) {
   cap.at(0)->End();
   EXPECT_TRUE(cap.at(0)->closed());
   EXPECT_EQ(cap.at(0)->queued_bytes(), 0u);
+}
+
+// A stream its handler already ended, but whose bytes are still queued because the client has
+// not read them yet, is written out whole by Stop() (the daemon's drain stops the server right
+// after the last request finished); only then does the connection close.
+TEST(HttpServerTest, StopWritesOutAStreamThatAlreadyEnded) {
+  const std::string mib(1 << 20, 'q');
+  constexpr int kMiB = 24;  // more than loopback socket buffers take before the client reads
+  std::promise<void> ended;
+  HttpServerOptions options;
+  options.max_queued_bytes = (kMiB + 1) << 20;
+  auto server = StartOrDie(options, [&](HttpRequest, std::shared_ptr<HttpResponder> r) {
+    r->StartStream(200, "application/octet-stream");
+    for (int i = 0; i < kMiB; ++i) r->Write(mib);
+    r->End();
+    ended.set_value();
+  });
+  ASSERT_NE(server, nullptr);
+  Client c(server->port());
+  ASSERT_TRUE(c.Send("GET / HTTP/1.1\r\nHost: x\r\n\r\n"));
+  ended.get_future().wait();
+  std::thread stopper([&] { server->Stop(); });
+  auto r = c.Read(/*timeout_s=*/20);
+  ASSERT_TRUE(r.has_value()) << "the stream was cut by Stop()";
+  EXPECT_EQ(r->body.size(), static_cast<size_t>(kMiB) << 20);
+  EXPECT_TRUE(c.WaitClosed(5));
+  stopper.join();
+}
+
+// Idle keep-alive connections do not hold Stop() up.
+TEST(HttpServerTest, StopClosesIdleKeepAliveConnectionsAtOnce) {
+  auto server = StartOrDie({}, Echo);
+  ASSERT_NE(server, nullptr);
+  Client c(server->port());
+  ASSERT_TRUE(c.Send("GET /a HTTP/1.1\r\nHost: x\r\n\r\n"));
+  ASSERT_TRUE(c.Read().has_value());
+  const auto start = Clock::now();
+  server->Stop();
+  EXPECT_LT(Clock::now() - start, milliseconds(2000));
+  EXPECT_TRUE(c.WaitClosed(2));
 }
 
 TEST(HttpServerTest, TwoThousandConcurrentStreamsOnTwoThreads) {
