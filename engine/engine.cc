@@ -339,15 +339,23 @@ absl::StatusOr<bool> Engine::Step() {
   StepBatch batch;
   batch.Build(plan, *scheduler_);
   BatchInput input = batch.input();
-  logits_.resize(input.logit_rows.size() * model_.config.vocab_size);
-  RETURN_IF_ERROR(runner_->Forward(input, logits_));
+  const bool argmax_only = ArgmaxOnly(plan);
+  if (argmax_only) {
+    argmax_.resize(input.logit_rows.size());
+    RETURN_IF_ERROR(runner_->ForwardArgmax(input, argmax_));
+  } else {
+    logits_.resize(input.logit_rows.size() * model_.config.vocab_size);
+    RETURN_IF_ERROR(runner_->Forward(input, logits_));
+  }
   CollectScores(plan, batch, input, *runner_, *scheduler_);
   if (batch.num_layer_copies() > 0) {
     kv_->tiers()->CountLayerMoves(
         0, 0, static_cast<int64_t>(batch.num_layer_copies() * kv_->layout().PageBytes()));
   }
   std::unordered_map<RequestId, TokenEvent> extra;  // per sampled row: timing, logprobs
-  std::vector<int32_t> sampled = SampleRows(plan, &extra);
+  std::vector<int32_t> sampled =
+      SampleRows(plan, argmax_only ? std::span<const int32_t>(argmax_) : std::span<const int32_t>(),
+                 &extra);
   std::vector<SeqEvent> events = scheduler_->Update(plan, sampled);
   RETURN_IF_ERROR(CompactSparse(plan, *scheduler_, *runner_));
   ObserveStep(plan.features, NowSeconds() - t0);
@@ -365,13 +373,28 @@ absl::StatusOr<bool> Engine::Step() {
   return true;
 }
 
-std::vector<int32_t> Engine::SampleRows(const StepPlan& plan,
+bool Engine::ArgmaxOnly(const StepPlan& plan) const {
+  for (const ScheduledSeq& s : plan.seqs) {
+    if (!s.sample) continue;
+    const Sequence& seq = *scheduler_->Find(s.id);
+    if (seq.num_logprobs >= 0 || !seq.sampler->params().IsPlainArgmax()) return false;
+  }
+  return true;
+}
+
+std::vector<int32_t> Engine::SampleRows(const StepPlan& plan, std::span<const int32_t> argmax,
                                         std::unordered_map<RequestId, TokenEvent>* events) {
   const int64_t vocab = model_.config.vocab_size;
   std::vector<int32_t> sampled;
   for (const ScheduledSeq& s : plan.seqs) {
     if (!s.sample) continue;
     const Sequence& seq = *scheduler_->Find(s.id);
+    if (!argmax.empty()) {  // plain argmax rows: the device already chose
+      const int32_t token = argmax[sampled.size()];
+      sampled.push_back(token);
+      (*events)[s.id].first_scheduled_at = seq.first_scheduled_at;
+      continue;
+    }
     std::span<const int32_t> all(seq.tokens);
     std::span<float> row(logits_.data() + sampled.size() * vocab, vocab);
     std::optional<LogSoftmaxRow> raw;

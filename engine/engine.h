@@ -172,9 +172,12 @@ class Engine {
   // Runs one step; false when there was nothing to run (and nothing was rejected).
   absl::StatusOr<bool> Step();
   void WakeFromTiers();
-  // Samples every row of the step; `events` gets each sampled sequence's timing and, when it
-  // asked, its logprobs.
-  std::vector<int32_t> SampleRows(const StepPlan& plan,
+  // True when every row the step samples is a plain argmax without logprobs: the device then
+  // reduces each row to its id (ModelRunner::ForwardArgmax) and no logits come back.
+  bool ArgmaxOnly(const StepPlan& plan) const;
+  // Samples every row of the step (or takes the device's argmax ids when `argmax` is not empty);
+  // `events` gets each sampled sequence's timing and, when it asked, its logprobs.
+  std::vector<int32_t> SampleRows(const StepPlan& plan, std::span<const int32_t> argmax,
                                   std::unordered_map<RequestId, TokenEvent>* events);
   void Deliver(RequestId id, TokenEvent event);
   void FailAll(const absl::Status& status);
@@ -197,6 +200,7 @@ class Engine {
   };
   std::unordered_map<RequestId, Route> routes_;   // engine thread only
   std::vector<float> logits_;                     // engine thread only
+  std::vector<int32_t> argmax_;                   // engine thread only
 
   mutable std::mutex mu_;
   std::condition_variable cv_;

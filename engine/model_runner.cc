@@ -75,6 +75,7 @@ absl::Status ModelRunner::Init() {
   RETURN_IF_ERROR(alloc(&block_tables_, layers * seqs * max_blocks_per_seq() * 4));
   RETURN_IF_ERROR(alloc(&slots_, layers * t * 8));
   RETURN_IF_ERROR(alloc(&logit_rows_, rc_.max_logit_rows * 4));
+  RETURN_IF_ERROR(alloc(&argmax_, rc_.max_logit_rows * 4));
   RETURN_IF_ERROR(InitPools());
   std::vector<float> inv_freq = RopeInvFreq(config_);
   ASSIGN_OR_RETURN(inv_freq_, Upload(inv_freq));
@@ -170,12 +171,31 @@ absl::Status ModelRunner::UploadBatch(const BatchInput& b) {
 }
 
 absl::Status ModelRunner::Forward(const BatchInput& batch, std::span<float> logits) {
-  RETURN_IF_ERROR(CheckBatch(batch));
-  const int64_t n = static_cast<int64_t>(batch.token_ids.size());
-  const int32_t seqs = static_cast<int32_t>(batch.context_lens.size());
   if (logits.size() < batch.logit_rows.size() * config_.vocab_size) {
     return absl::InvalidArgumentError("forward: logits buffer too small");
   }
+  RETURN_IF_ERROR(RunLayers(batch));
+  const int64_t r = static_cast<int64_t>(batch.logit_rows.size());
+  if (r == 0) return absl::OkStatus();
+  return device_->CopyToHost(logits.data(), logits_->data(), r * config_.vocab_size * 4);
+}
+
+absl::Status ModelRunner::ForwardArgmax(const BatchInput& batch, std::span<int32_t> argmax) {
+  if (argmax.size() < batch.logit_rows.size()) {
+    return absl::InvalidArgumentError("forward: argmax buffer too small");
+  }
+  RETURN_IF_ERROR(RunLayers(batch));
+  const int64_t r = static_cast<int64_t>(batch.logit_rows.size());
+  if (r == 0) return absl::OkStatus();
+  RETURN_IF_ERROR(device_->Argmax({.logits = F(logits_), .out = argmax_->as<int32_t>(), .rows = r,
+                                   .cols = config_.vocab_size}));
+  return device_->CopyToHost(argmax.data(), argmax_->data(), r * sizeof(int32_t));
+}
+
+absl::Status ModelRunner::RunLayers(const BatchInput& batch) {
+  RETURN_IF_ERROR(CheckBatch(batch));
+  const int64_t n = static_cast<int64_t>(batch.token_ids.size());
+  const int32_t seqs = static_cast<int32_t>(batch.context_lens.size());
   RETURN_IF_ERROR(UploadBatch(batch));
   RETURN_IF_ERROR(PrepareScores(batch));
   RETURN_IF_ERROR(device_->Embedding({.table = weights_.embed_tokens,
@@ -189,7 +209,7 @@ absl::Status ModelRunner::Forward(const BatchInput& batch, std::span<float> logi
     RETURN_IF_ERROR(RunLayer(l, n, seqs, batch.max_blocks_per_seq));
     RETURN_IF_ERROR(stream.AfterLayer(l));
   }
-  return Logits(n, batch.logit_rows, logits);
+  return Logits(n, batch.logit_rows);
 }
 
 absl::Status ModelRunner::RunLayer(int32_t l, int64_t n, int32_t seqs, int32_t max_blocks) {
@@ -247,7 +267,7 @@ absl::Status ModelRunner::Mlp(int32_t l, int64_t n) {
   return device_->Gemm({.a = F(gate_), .b = w.down_proj, .c = F(x_), .m = n, .accumulate = true});
 }
 
-absl::Status ModelRunner::Logits(int64_t n, std::span<const int32_t> rows, std::span<float> out) {
+absl::Status ModelRunner::Logits(int64_t n, std::span<const int32_t> rows) {
   if (rows.empty()) return absl::OkStatus();
   const int64_t h = config_.hidden_size, r = static_cast<int64_t>(rows.size());
   // Gather the wanted rows of the residual stream (Embedding over it is a row gather), then
@@ -258,8 +278,7 @@ absl::Status ModelRunner::Logits(int64_t n, std::span<const int32_t> rows, std::
   RETURN_IF_ERROR(device_->RmsNorm({.x = F(rows_), .weight = F(final_norm_), .out = F(rows_),
                                     .num_tokens = r, .hidden = h,
                                     .eps = static_cast<float>(config_.rms_norm_eps)}));
-  RETURN_IF_ERROR(device_->Gemm({.a = F(rows_), .b = weights_.lm_head, .c = F(logits_), .m = r}));
-  return device_->CopyToHost(out.data(), logits_->data(), r * config_.vocab_size * 4);
+  return device_->Gemm({.a = F(rows_), .b = weights_.lm_head, .c = F(logits_), .m = r});
 }
 
 absl::Status ModelRunner::ReadPage(int32_t page, std::span<std::byte> out) {

@@ -93,6 +93,9 @@ class ModelRunner : public kvcache::PageIo {
   // Runs the batch and writes logits [logit_rows.size(), vocab] into `logits` (host memory).
   // Input shapes and token ids are checked; a bad batch is InvalidArgument and changes nothing.
   absl::Status Forward(const BatchInput& batch, std::span<float> logits);
+  // The same, but each logit row is reduced to its argmax on the device (Device::Argmax) and
+  // only those ids come back: argmax[logit_rows.size()] (greedy rows without penalties).
+  absl::Status ForwardArgmax(const BatchInput& batch, std::span<int32_t> argmax);
 
   // After a Forward with score_from: scores()[((layer * num_seqs + s) * num_kv_heads + h) *
   // score_stride() + j] is the attention mass KV token j of sequence s got (AttentionScores).
@@ -160,7 +163,9 @@ class ModelRunner : public kvcache::PageIo {
             .block_size = layout_.block_size, .num_kv_heads = layout_.num_kv_heads,
             .head_dim = layout_.head_dim};
   }
-  absl::Status Logits(int64_t num_tokens, std::span<const int32_t> rows, std::span<float> out);
+  // Checks and uploads the batch, runs every layer and leaves the wanted rows' logits in logits_.
+  absl::Status RunLayers(const BatchInput& batch);
+  absl::Status Logits(int64_t num_tokens, std::span<const int32_t> rows);
   float* F(const std::unique_ptr<kernels::Buffer>& b) { return b ? b->as<float>() : nullptr; }
 
   kernels::Device* device_;
@@ -178,6 +183,7 @@ class ModelRunner : public kvcache::PageIo {
   std::unique_ptr<kernels::Buffer> gate_, up_;  // [T, intermediate]
   std::unique_ptr<kernels::Buffer> rows_;     // [max_logit_rows, hidden] gathered final states
   std::unique_ptr<kernels::Buffer> logits_;   // [max_logit_rows, vocab]
+  std::unique_ptr<kernels::Buffer> argmax_;   // [max_logit_rows] int32
   std::unique_ptr<kernels::Buffer> kv_arena_;  // [num_kv_pages, page elements]
   // Device copies of the batch description.
   std::unique_ptr<kernels::Buffer> token_ids_, positions_, query_start_, context_lens_;

@@ -272,6 +272,11 @@ bool SamplingParams::IsGreedy() const {
   return temperature < Sampler::kGreedyTemperature || top_k == 1;
 }
 
+bool SamplingParams::IsPlainArgmax() const {
+  return IsGreedy() && repetition_penalty == 1.0f && presence_penalty == 0.0f &&
+         frequency_penalty == 0.0f;
+}
+
 Sampler::Sampler(const SamplingParams& params) : params_(params) {
   uint64_t seed = 0;
   if (params.seed.has_value()) {

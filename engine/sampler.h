@@ -37,6 +37,8 @@ struct SamplingParams {
   absl::Status Validate() const;
   // True when sampling reduces to argmax (temperature below kGreedyTemperature or top_k == 1).
   bool IsGreedy() const;
+  // True when the token is the argmax of the raw logits: greedy and no penalty changes them.
+  bool IsPlainArgmax() const;
 };
 
 class Sampler {
@@ -53,6 +55,8 @@ class Sampler {
   // REQUIRES: !logits.empty().
   int32_t Sample(std::span<float> logits, std::span<const int32_t> prompt_ids,
                  std::span<const int32_t> generated_ids);
+
+  const SamplingParams& params() const { return params_; }
 
   // The penalty stage alone, in place on logits [vocab]; exposed so tests can check exact values.
   // Touches only the logits of tokens that occur in prompt_ids / generated_ids.

@@ -160,6 +160,16 @@ struct EmbeddingParams {
   int64_t num_tokens = 0;
 };
 
+// out[r] = the index of the largest of logits[r, :], the lowest index on ties; NaN never wins
+// (a row without any value above -inf gives 0). Greedy sampling without penalties: the engine
+// reads back one id per row instead of the row's logits.
+struct ArgmaxParams {
+  const float* logits = nullptr;  // [rows, cols]
+  int32_t* out = nullptr;         // [rows]
+  int64_t rows = 0;
+  int64_t cols = 0;
+};
+
 // y += x, elementwise.
 struct AddParams {
   const float* x = nullptr;
@@ -193,6 +203,7 @@ class Device {
   virtual absl::Status SwiGlu(const SwiGluParams& p) = 0;
   virtual absl::Status Embedding(const EmbeddingParams& p) = 0;
   virtual absl::Status Add(const AddParams& p) = 0;
+  virtual absl::Status Argmax(const ArgmaxParams& p) = 0;
 };
 
 struct CpuDeviceConfig {

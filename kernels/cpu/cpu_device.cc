@@ -107,6 +107,7 @@ class CpuDevice final : public Device {
     return cpu::Embedding(p, threads_);
   }
   absl::Status Add(const AddParams& p) override { return cpu::Add(p, threads_); }
+  absl::Status Argmax(const ArgmaxParams& p) override { return cpu::Argmax(p, threads_); }
 
  private:
   const int threads_;

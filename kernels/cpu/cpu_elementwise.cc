@@ -2,6 +2,7 @@
 // spread over OpenMP threads; a region is only opened when there is enough work to pay for it.
 #include <cmath>
 #include <cstdint>
+#include <limits>
 #include <vector>
 
 #include "kernels/cpu/cpu_kernels.h"
@@ -158,6 +159,27 @@ absl::Status Add(const AddParams& p, int threads) {
   }
 #pragma omp parallel for simd num_threads(ThreadsFor(p.n, threads))
   for (int64_t i = 0; i < p.n; ++i) p.y[i] += p.x[i];
+  return absl::OkStatus();
+}
+
+absl::Status Argmax(const ArgmaxParams& p, int threads) {
+  if (p.rows < 0 || p.cols <= 0 || (p.rows > 0 && (p.logits == nullptr || p.out == nullptr))) {
+    return absl::InvalidArgumentError(
+        StrCat("Argmax: bad arguments (rows=", p.rows, ", cols=", p.cols, ")"));
+  }
+#pragma omp parallel for num_threads(ThreadsFor(p.rows * p.cols, threads))
+  for (int64_t r = 0; r < p.rows; ++r) {
+    const float* x = p.logits + r * p.cols;
+    float best = -std::numeric_limits<float>::infinity();
+    int32_t index = 0;
+    for (int64_t i = 0; i < p.cols; ++i) {
+      if (x[i] > best) {  // strict: the first of equal values stays; NaN compares false
+        best = x[i];
+        index = static_cast<int32_t>(i);
+      }
+    }
+    p.out[r] = index;
+  }
   return absl::OkStatus();
 }
 

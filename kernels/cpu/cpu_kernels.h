@@ -14,6 +14,7 @@ absl::Status Rope(const RopeParams& p, int threads);
 absl::Status SwiGlu(const SwiGluParams& p, int threads);
 absl::Status Embedding(const EmbeddingParams& p, int threads);
 absl::Status Add(const AddParams& p, int threads);
+absl::Status Argmax(const ArgmaxParams& p, int threads);
 
 // cpu_attention.cc
 absl::Status WriteKv(const WriteKvParams& p, int threads);

@@ -176,6 +176,13 @@ class CudaDevice final : public Device {
     STRATA_CUDA_RETURN_IF_ERROR(LaunchAdd(p, stream_));
     return absl::OkStatus();
   }
+  absl::Status Argmax(const ArgmaxParams& p) override {
+    if (p.rows < 0 || p.cols <= 0 || (p.rows > 0 && (p.logits == nullptr || p.out == nullptr))) {
+      return absl::InvalidArgumentError(StrCat("Argmax: bad arguments (rows=", p.rows, ")"));
+    }
+    STRATA_CUDA_RETURN_IF_ERROR(LaunchArgmax(p, stream_));
+    return absl::OkStatus();
+  }
 
  private:
   explicit CudaDevice(int ordinal) : ordinal_(ordinal) {}

@@ -49,6 +49,44 @@ __global__ void SwiGluKernel(const float* gate, const float* up, float* out, int
   }
 }
 
+// (value, index) pairs: the larger value wins, the lower index on ties; NaN never wins because
+// every comparison with it is false. An index of -1 means "nothing above -inf yet".
+struct ArgBest {
+  float value;
+  int32_t index;
+};
+
+__device__ ArgBest Better(ArgBest a, ArgBest b) {
+  if (b.index < 0) return a;
+  if (a.index < 0 || b.value > a.value || (b.value == a.value && b.index < a.index)) return b;
+  return a;
+}
+
+// One block per row: each thread scans a strided slice, then warps and the block reduce.
+// REQUIRES: blockDim.x == kThreads.
+__global__ void ArgmaxKernel(const float* logits, int32_t* out, int64_t cols) {
+  const float* row = logits + blockIdx.x * cols;
+  ArgBest best{-INFINITY, -1};
+  for (int64_t i = threadIdx.x; i < cols; i += blockDim.x) {
+    if (row[i] > best.value) best = {row[i], static_cast<int32_t>(i)};  // ascending i: first wins
+  }
+  for (int offset = 16; offset > 0; offset /= 2) {
+    best = Better(best, {__shfl_xor_sync(0xffffffffu, best.value, offset),
+                         __shfl_xor_sync(0xffffffffu, best.index, offset)});
+  }
+  __shared__ ArgBest warp_best[kThreads / 32];
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  if (lane == 0) warp_best[warp] = best;
+  __syncthreads();
+  if (warp != 0) return;
+  best = lane < kThreads / 32 ? warp_best[lane] : ArgBest{-INFINITY, -1};
+  for (int offset = 16; offset > 0; offset /= 2) {
+    best = Better(best, {__shfl_xor_sync(0xffffffffu, best.value, offset),
+                         __shfl_xor_sync(0xffffffffu, best.index, offset)});
+  }
+  if (lane == 0) out[blockIdx.x] = best.index < 0 ? 0 : best.index;
+}
+
 __global__ void AddKernel(const float* x, float* y, int64_t n) {
   for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n;
        i += int64_t{gridDim.x} * blockDim.x) {
@@ -122,6 +160,13 @@ cudaError_t LaunchSwiGlu(const SwiGluParams& p, cudaStream_t stream) {
 cudaError_t LaunchAdd(const AddParams& p, cudaStream_t stream) {
   if (p.n == 0) return cudaSuccess;
   AddKernel<<<GridFor(p.n), kThreads, 0, stream>>>(p.x, p.y, p.n);
+  return cudaGetLastError();
+}
+
+cudaError_t LaunchArgmax(const ArgmaxParams& p, cudaStream_t stream) {
+  if (p.rows == 0) return cudaSuccess;
+  if (p.rows > 2147483647) return cudaErrorInvalidConfiguration;
+  ArgmaxKernel<<<static_cast<unsigned>(p.rows), kThreads, 0, stream>>>(p.logits, p.out, p.cols);
   return cudaGetLastError();
 }
 

@@ -37,6 +37,8 @@ absl::Status CublasError(cublasStatus_t err, const char* expr, const char* file,
 cudaError_t LaunchRmsNorm(const RmsNormParams& p, cudaStream_t stream);
 cudaError_t LaunchSwiGlu(const SwiGluParams& p, cudaStream_t stream);
 cudaError_t LaunchAdd(const AddParams& p, cudaStream_t stream);
+// One block per row (Sampler::Argmax semantics: lowest index on ties, NaN never wins).
+cudaError_t LaunchArgmax(const ArgmaxParams& p, cudaStream_t stream);
 cudaError_t LaunchEmbedding(const EmbeddingParams& p, cudaStream_t stream);
 
 // cuda_attention.cu: RoPE, KV writes and attention over the f32 paged KV pool.
