@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "common/logging.h"
+
 namespace strata::engine {
 
 absl::Status RuntimeConfig::Validate() const {
@@ -18,7 +20,11 @@ absl::Status RuntimeConfig::Validate() const {
 absl::StatusOr<std::unique_ptr<kernels::Device>> MakeDevice(const std::string& backend,
                                                             int threads) {
   if (backend == "cuda") return kernels::MakeCudaDevice(0);
-  // "auto" stays on the CPU until the CUDA kernel table is complete (attention, RoPE, KV).
+  if (backend == "auto") {
+    absl::StatusOr<std::unique_ptr<kernels::Device>> cuda = kernels::MakeCudaDevice(0);
+    if (cuda.ok()) return cuda;
+    LOG_INFO("backend auto: the CPU ({})", std::string(cuda.status().message()));
+  }
   return kernels::MakeCpuDevice({.threads = threads});
 }
 

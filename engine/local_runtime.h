@@ -16,7 +16,7 @@
 namespace strata::engine {
 
 struct RuntimeConfig {
-  std::string backend = "auto";  // auto | cpu | cuda  (auto: cpu until the CUDA backend lands)
+  std::string backend = "auto";  // auto | cpu | cuda  (auto: the first GPU if there is one)
   int threads = 0;               // CPU kernel threads; 0 = all cores
   int32_t block_size = 16;       // tokens per KV page
   int64_t max_batch_tokens = 512;  // prefill chunk size

@@ -49,6 +49,28 @@ absl::StatusOr<std::unique_ptr<Buffer>> ModelRunner::Upload(std::span<const floa
   return buf;
 }
 
+absl::StatusOr<kernels::MatrixView> ModelRunner::PlaceMatrix(const kernels::MatrixView& host) {
+  if (device_->host_visible() || host.data == nullptr) return host;
+  const size_t bytes = static_cast<size_t>(host.rows * host.cols) * DTypeSize(host.dtype);
+  ASSIGN_OR_RETURN(auto buf, device_->Allocate(bytes));
+  RETURN_IF_ERROR(device_->CopyToDevice(buf->data(), host.data, bytes));
+  kernels::MatrixView placed = host;
+  placed.data = buf->data();
+  weight_buffers_.push_back(std::move(buf));
+  return placed;
+}
+
+absl::Status ModelRunner::PlaceLayerMatrices(const LayerWeights& w, DeviceLayer* d) {
+  ASSIGN_OR_RETURN(d->q_proj, PlaceMatrix(w.q_proj));
+  ASSIGN_OR_RETURN(d->k_proj, PlaceMatrix(w.k_proj));
+  ASSIGN_OR_RETURN(d->v_proj, PlaceMatrix(w.v_proj));
+  ASSIGN_OR_RETURN(d->o_proj, PlaceMatrix(w.o_proj));
+  ASSIGN_OR_RETURN(d->gate_proj, PlaceMatrix(w.gate_proj));
+  ASSIGN_OR_RETURN(d->up_proj, PlaceMatrix(w.up_proj));
+  ASSIGN_OR_RETURN(d->down_proj, PlaceMatrix(w.down_proj));
+  return absl::OkStatus();
+}
+
 absl::Status ModelRunner::Init() {
   const int64_t t = rc_.max_batch_tokens, h = config_.hidden_size;
   const int64_t inter = config_.intermediate_size, vocab = config_.vocab_size;
@@ -80,6 +102,11 @@ absl::Status ModelRunner::Init() {
   std::vector<float> inv_freq = RopeInvFreq(config_);
   ASSIGN_OR_RETURN(inv_freq_, Upload(inv_freq));
   ASSIGN_OR_RETURN(final_norm_, Upload(weights_.final_norm));
+  ASSIGN_OR_RETURN(embed_tokens_, PlaceMatrix(weights_.embed_tokens));
+  lm_head_ = embed_tokens_;  // tied embeddings share one copy
+  if (weights_.lm_head.data != weights_.embed_tokens.data) {
+    ASSIGN_OR_RETURN(lm_head_, PlaceMatrix(weights_.lm_head));
+  }
   layers_.resize(layers);
   for (int64_t l = 0; l < layers; ++l) {
     const LayerWeights& w = weights_.layers[l];
@@ -89,6 +116,7 @@ absl::Status ModelRunner::Init() {
     ASSIGN_OR_RETURN(d.q_bias, Upload(w.q_bias));
     ASSIGN_OR_RETURN(d.k_bias, Upload(w.k_bias));
     ASSIGN_OR_RETURN(d.v_bias, Upload(w.v_bias));
+    RETURN_IF_ERROR(PlaceLayerMatrices(w, &d));
   }
   return absl::OkStatus();
 }
@@ -198,7 +226,7 @@ absl::Status ModelRunner::RunLayers(const BatchInput& batch) {
   const int32_t seqs = static_cast<int32_t>(batch.context_lens.size());
   RETURN_IF_ERROR(UploadBatch(batch));
   RETURN_IF_ERROR(PrepareScores(batch));
-  RETURN_IF_ERROR(device_->Embedding({.table = weights_.embed_tokens,
+  RETURN_IF_ERROR(device_->Embedding({.table = embed_tokens_,
                                       .ids = token_ids_->as<int32_t>(),
                                       .out = F(x_),
                                       .num_tokens = n}));
@@ -224,11 +252,10 @@ absl::Status ModelRunner::RunLayer(int32_t l, int64_t n, int32_t seqs, int32_t m
 }
 
 absl::Status ModelRunner::Attention(int32_t l, int64_t n, int32_t seqs, int32_t max_blocks) {
-  const LayerWeights& w = weights_.layers[l];
   const DeviceLayer& d = layers_[l];
-  RETURN_IF_ERROR(device_->Gemm({.a = F(xn_), .b = w.q_proj, .bias = F(d.q_bias), .c = F(q_), .m = n}));
-  RETURN_IF_ERROR(device_->Gemm({.a = F(xn_), .b = w.k_proj, .bias = F(d.k_bias), .c = F(k_), .m = n}));
-  RETURN_IF_ERROR(device_->Gemm({.a = F(xn_), .b = w.v_proj, .bias = F(d.v_bias), .c = F(v_), .m = n}));
+  RETURN_IF_ERROR(device_->Gemm({.a = F(xn_), .b = d.q_proj, .bias = F(d.q_bias), .c = F(q_), .m = n}));
+  RETURN_IF_ERROR(device_->Gemm({.a = F(xn_), .b = d.k_proj, .bias = F(d.k_bias), .c = F(k_), .m = n}));
+  RETURN_IF_ERROR(device_->Gemm({.a = F(xn_), .b = d.v_proj, .bias = F(d.v_bias), .c = F(v_), .m = n}));
   RETURN_IF_ERROR(device_->Rope({.q = F(q_), .k = F(k_), .positions = positions_->as<int32_t>(),
                                  .inv_freq = F(inv_freq_), .num_tokens = n,
                                  .num_q_heads = static_cast<int32_t>(config_.num_heads),
@@ -251,15 +278,16 @@ absl::Status ModelRunner::Attention(int32_t l, int64_t n, int32_t seqs, int32_t 
          .context_lens = context_lens_->as<int32_t>(), .block_tables = tables,
          .num_seqs = r.end_seq, .max_blocks_per_seq = max_blocks,
          .num_q_heads = static_cast<int32_t>(config_.num_heads),
-         .scale = 1.0f / std::sqrt(static_cast<float>(config_.head_dim))}));
+         .scale = 1.0f / std::sqrt(static_cast<float>(config_.head_dim)),
+         .num_tokens = r.end_token}));
     RETURN_IF_ERROR(LayerScores(l, r.end_seq, seqs, max_blocks));
   }
   // The residual add is fused into the output projection.
-  return device_->Gemm({.a = F(attn_), .b = w.o_proj, .c = F(x_), .m = n, .accumulate = true});
+  return device_->Gemm({.a = F(attn_), .b = d.o_proj, .c = F(x_), .m = n, .accumulate = true});
 }
 
 absl::Status ModelRunner::Mlp(int32_t l, int64_t n) {
-  const LayerWeights& w = weights_.layers[l];
+  const DeviceLayer& w = layers_[l];
   RETURN_IF_ERROR(device_->Gemm({.a = F(xn_), .b = w.gate_proj, .c = F(gate_), .m = n}));
   RETURN_IF_ERROR(device_->Gemm({.a = F(xn_), .b = w.up_proj, .c = F(up_), .m = n}));
   RETURN_IF_ERROR(device_->SwiGlu({.gate = F(gate_), .up = F(up_), .out = F(gate_),
@@ -278,7 +306,7 @@ absl::Status ModelRunner::Logits(int64_t n, std::span<const int32_t> rows) {
   RETURN_IF_ERROR(device_->RmsNorm({.x = F(rows_), .weight = F(final_norm_), .out = F(rows_),
                                     .num_tokens = r, .hidden = h,
                                     .eps = static_cast<float>(config_.rms_norm_eps)}));
-  return device_->Gemm({.a = F(rows_), .b = weights_.lm_head, .c = F(logits_), .m = r});
+  return device_->Gemm({.a = F(rows_), .b = lm_head_, .c = F(logits_), .m = r});
 }
 
 absl::Status ModelRunner::ReadPage(int32_t page, std::span<std::byte> out) {

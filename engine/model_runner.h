@@ -107,6 +107,9 @@ class ModelRunner : public kvcache::PageIo {
   // One KV page's bytes to and from host memory (the tiers below the device).
   absl::Status ReadPage(int32_t page, std::span<std::byte> out) override;
   absl::Status WritePage(int32_t page, std::span<const std::byte> in) override;
+  absl::StatusOr<std::unique_ptr<kernels::Buffer>> AllocateHost(size_t bytes) override {
+    return device_->AllocateHost(bytes);
+  }
 
   const kvcache::KvLayout& kv_layout() const { return layout_; }
   // Pool `pool`'s layout (0: kv_layout()).
@@ -121,11 +124,17 @@ class ModelRunner : public kvcache::PageIo {
  private:
   struct DeviceLayer {  // device copies of one layer's small vectors; may be empty
     std::unique_ptr<kernels::Buffer> input_norm, post_norm, q_bias, k_bias, v_bias;
+    // The layer's matrices where the kernels read them: the mapped weights themselves on a
+    // host-visible device, copies in weight_buffers_ otherwise.
+    kernels::MatrixView q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj;
   };
   ModelRunner(kernels::Device* device, const ModelConfig& config, const ModelWeights& weights,
               const RunnerConfig& rc);
   absl::Status Init();
   absl::StatusOr<std::unique_ptr<kernels::Buffer>> Upload(std::span<const float> host);
+  // `host` itself on a host-visible device, else a device copy kept in weight_buffers_.
+  absl::StatusOr<kernels::MatrixView> PlaceMatrix(const kernels::MatrixView& host);
+  absl::Status PlaceLayerMatrices(const LayerWeights& w, DeviceLayer* d);
   absl::Status CheckBatch(const BatchInput& batch);  // also fills ranges_
   absl::Status UploadBatch(const BatchInput& batch);
   absl::Status RunLayer(int32_t layer, int64_t num_tokens, int32_t num_seqs,
@@ -182,6 +191,8 @@ class ModelRunner : public kvcache::PageIo {
   std::unique_ptr<kernels::Buffer> attn_;     // [T, q_dim]
   std::unique_ptr<kernels::Buffer> gate_, up_;  // [T, intermediate]
   std::unique_ptr<kernels::Buffer> rows_;     // [max_logit_rows, hidden] gathered final states
+  std::vector<std::unique_ptr<kernels::Buffer>> weight_buffers_;  // device copies of matrices
+  kernels::MatrixView embed_tokens_, lm_head_;  // as PlaceMatrix placed them
   std::unique_ptr<kernels::Buffer> logits_;   // [max_logit_rows, vocab]
   std::unique_ptr<kernels::Buffer> argmax_;   // [max_logit_rows] int32
   std::unique_ptr<kernels::Buffer> kv_arena_;  // [num_kv_pages, page elements]

@@ -124,7 +124,8 @@ absl::Status ModelRunner::PoolAttention(const PoolRange& r, int32_t l, int64_t n
        .block_tables = tables, .quant_blocks = quant_blocks_->as<int32_t>() + r.first_seq,
        .num_seqs = m, .max_blocks_per_seq = max_blocks,
        .num_q_heads = static_cast<int32_t>(config_.num_heads),
-       .scale = 1.0f / std::sqrt(static_cast<float>(config_.head_dim))});
+       .scale = 1.0f / std::sqrt(static_cast<float>(config_.head_dim)),
+       .num_tokens = r.end_token - t0});
 }
 
 }  // namespace strata::engine

@@ -105,6 +105,9 @@ struct PagedAttentionParams {
   int32_t max_blocks_per_seq = 0;
   int32_t num_q_heads = 0;
   float scale = 1.0f;                    // usually 1/sqrt(head_dim)
+  // query_start[num_seqs] when the caller knows it (the engine does), else 0: CUDA then reads
+  // it back from the device (one 4-byte copy and a stream sync). The CPU ignores it.
+  int64_t num_tokens = 0;
 };
 
 // Sparsity (DESIGN.md §5, H2O / SnapKV): the attention probabilities of chosen query rows, over
@@ -182,8 +185,19 @@ class Device {
   virtual ~Device() = default;
 
   virtual std::string name() const = 0;  // "cpu", "cuda:0"
+  // True when kernels may read host memory directly (the CPU): mapped weights are used in place.
+  // False (CUDA): everything a kernel reads must first be copied into Allocate'd memory.
+  virtual bool host_visible() const = 0;
   // Memory on this device (CPU: 64-byte aligned host memory), zero-initialised.
   virtual absl::StatusOr<std::unique_ptr<Buffer>> Allocate(size_t bytes) = 0;
+  // Host memory this device copies to and from fastest, for the host KV tier's arenas: CUDA
+  // page-locks it (all of it, at once: allocate in moderate pieces); the CPU returns plain
+  // lazily committed memory (AllocateHostBuffer). Zero-initialised; page-aligned from 2 MiB.
+  virtual absl::StatusOr<std::unique_ptr<Buffer>> AllocateHost(size_t bytes) = 0;
+  // Synchronous for the caller (host memory may be reused on return) and ordered after the
+  // kernels queued so far, so a copy sees their results and never overwrites what they read.
+  // Thread-safe with respect to the driving thread's kernels (a copy thread may call them; CUDA
+  // runs them on a copy stream per direction).
   virtual absl::Status CopyToDevice(void* dst, const void* host_src, size_t bytes) = 0;
   virtual absl::Status CopyToHost(void* host_dst, const void* src, size_t bytes) = 0;
   // Waits until all work queued on this device finished.
@@ -214,5 +228,8 @@ struct CpuDeviceConfig {
 // present, with the reason in the message.
 absl::StatusOr<std::unique_ptr<Device>> MakeCpuDevice(const CpuDeviceConfig& config);
 absl::StatusOr<std::unique_ptr<Device>> MakeCudaDevice(int ordinal);
+// Plain host memory, 64-byte aligned (page-aligned and committed lazily by the kernel, mmap,
+// from 2 MiB), zero-initialised: the CPU device's Allocate, for callers without a Device.
+absl::StatusOr<std::unique_ptr<Buffer>> AllocateHostBuffer(size_t bytes);
 
 }  // namespace strata::kernels

@@ -2,185 +2,62 @@
 // (token, head) row at a time (EncodeRow), KIVI a 32-token group at a time (EncodeKiviKeys,
 // EncodeKiviValueRow). Decoding always goes one row at a time through DecodeRow, which both
 // DecodePage and the attention kernels' DecodeHeadRows use, so every consumer sees the same f32
-// values.
+// values. The element math and the layout offsets are kv_codec_math.h's, shared with the CUDA
+// kernels; this file adds the loops (AVX-512 where it pays) and the argument checks.
 #include "kernels/kv_codec.h"
 
 #include <algorithm>
 #include <array>
-#include <bit>
-#include <cmath>
 #include <cstring>
-#include <limits>
 #include <vector>
 
-#include "common/dtype.h"
+#include "kernels/kv_codec_math.h"
 
 #include "kernels/cpu/cpu_simd.h"  // immintrin.h without GCC 12.2's false warnings
 
 namespace strata::kernels {
 namespace {
 
-constexpr float kFp8Max = 448.0f;
-constexpr float kInt8Max = 127.0f;
+using codec::CodeRowOffset;
+using codec::KeyMinOffset;
+using codec::KeyScaleOffset;
+using codec::KiviCode;
+using codec::KiviStats;
+using codec::LoadF32;
+using codec::LoadU16;
+using codec::StoreF32;
+using codec::StoreU16;
+using codec::TokenScaleOffset;
+using codec::ValueMinOffset;
+using codec::ValueScaleOffset;
+using Side = codec::KvSide;
+
 constexpr int32_t kMaxHeadDim = 1 << 12;  // KvPageFormat::Validate's cap
 
-enum class Side { kKey = 0, kValue = 1 };
-
-float LoadF32(const std::byte* p) {
-  float x;
-  std::memcpy(&x, p, 4);
-  return x;
-}
-
-void StoreF32(std::byte* p, float x) { std::memcpy(p, &x, 4); }
-
-uint16_t LoadU16(const std::byte* p) {
-  uint16_t x;
-  std::memcpy(&x, p, 2);
-  return x;
-}
-
-void StoreU16(std::byte* p, uint16_t x) { std::memcpy(p, &x, 2); }
-
-// m >> shift, rounded to nearest even.  REQUIRES: 1 <= shift <= 31.
-uint32_t ShiftRne(uint32_t m, int shift) {
-  const uint32_t q = m >> shift;
-  const uint32_t rem = m & ((1u << shift) - 1u);
-  const uint32_t half = 1u << (shift - 1);
-  return q + ((rem > half || (rem == half && (q & 1u))) ? 1u : 0u);
-}
-
-bool HasTokenScales(KvCodec codec) { return codec == KvCodec::kFp8 || codec == KvCodec::kInt8; }
-
-// Decoded values of the 256 fp8 e4m3fn codes.
+// Decoded values of the 256 fp8 e4m3fn codes (the AVX-512 decode gathers from it).
 std::array<float, 256> MakeFp8Table() {
   std::array<float, 256> table;
-  for (uint32_t c = 0; c < 256; ++c) {
-    const uint32_t exp = (c >> 3) & 0xfu, mant = c & 7u;
-    float mag;
-    if (exp == 15 && mant == 7) {
-      mag = std::numeric_limits<float>::quiet_NaN();
-    } else if (exp == 0) {
-      mag = static_cast<float>(mant) * 0x1p-9f;
-    } else {
-      mag = std::bit_cast<float>(((exp + 120u) << 23) | (mant << 20));
-    }
-    table[c] = (c & 0x80u) ? -mag : mag;
-  }
+  for (uint32_t c = 0; c < 256; ++c) table[c] = codec::DecodeFp8E4m3(static_cast<uint8_t>(c));
   return table;
 }
 
 const std::array<float, 256> kFp8Table = MakeFp8Table();
 
-// Row-major [tokens][heads] (fp8/int8 scales) or [groups][heads][channels] offsets, in bytes.
-size_t RowIndex(const KvPageFormat& f, int32_t token, int32_t head) {
-  return static_cast<size_t>(token) * f.num_kv_heads + head;
-}
-
-size_t CodeRowOffset(const KvPageFormat& f, Side side, int32_t token, int32_t head) {
-  const size_t base = side == Side::kKey ? f.KCodesOffset() : f.VCodesOffset();
-  return base + RowIndex(f, token, head) * f.RowBytes();
-}
-
-// fp8/int8: offset of the scale of (side, token, head).
-size_t TokenScaleOffset(const KvPageFormat& f, Side side, int32_t token, int32_t head) {
-  const size_t base = side == Side::kKey ? f.KStatsOffset() : f.VStatsOffset();
-  return base + RowIndex(f, token, head) * 4;
-}
-
-// kivi keys: offsets of the f16 min[slot][head][0] and scale[slot][head][0].
-size_t KeyMinOffset(const KvPageFormat& f, int32_t slot, int32_t head) {
-  return f.KStatsOffset() + (static_cast<size_t>(slot) * f.num_kv_heads + head) * f.head_dim * 2;
-}
-size_t KeyScaleOffset(const KvPageFormat& f, int32_t slot, int32_t head) {
-  return KeyMinOffset(f, slot, head) +
-         static_cast<size_t>(f.KeyStatGroups()) * f.num_kv_heads * f.head_dim * 2;
-}
-
-// kivi values: offsets of the f16 min[token][head][0] and scale[token][head][0].
-size_t ValueMinOffset(const KvPageFormat& f, int32_t token, int32_t head) {
-  return f.VStatsOffset() + RowIndex(f, token, head) * f.ValueStatGroups() * 2;
-}
-size_t ValueScaleOffset(const KvPageFormat& f, int32_t token, int32_t head) {
-  return ValueMinOffset(f, token, head) +
-         static_cast<size_t>(f.block_size) * f.num_kv_heads * f.ValueStatGroups() * 2;
-}
-
 // Max-abs scale for fp8 / int8: amax / max_code, 1 for an all-zero (or unusable) vector.
 float AbsMaxScale(const float* x, int32_t n, float max_code) {
   float amax = 0.0f;
-  for (int32_t i = 0; i < n; ++i) amax = std::max(amax, std::abs(x[i]));
-  const float scale = amax / max_code;
-  return (scale > 0.0f && std::isfinite(scale)) ? scale : 1.0f;
+  for (int32_t i = 0; i < n; ++i) amax = codec::AbsMaxStep(amax, x[i]);
+  return codec::TokenScale(amax, max_code);
 }
 
-// The f16 neighbours of a finite code toward +inf / -inf (across zero: -0 -> +2^-24, +0 -> -2^-24).
-uint16_t NextF16Up(uint16_t code) {
-  if (code == 0x8000u) return 0x0001u;
-  return static_cast<uint16_t>((code & 0x8000u) ? code - 1 : code + 1);
-}
-uint16_t NextF16Down(uint16_t code) {
-  if (code == 0x0000u) return 0x8001u;
-  return static_cast<uint16_t>((code & 0x8000u) ? code + 1 : code - 1);
-}
-
-// +-inf becomes +-65504: KIVI stats stay finite (inputs beyond the f16 range are clamped).
-uint16_t SaturateF16(uint16_t code) {
-  return (code & 0x7fffu) == 0x7c00u ? static_cast<uint16_t>((code & 0x8000u) | 0x7bffu) : code;
-}
-
-// The largest f16 <= x. One step from the nearest code is enough. NaN stays NaN.
-uint16_t F16AtMost(float x) {
-  uint16_t code = EncodeFp16(x);
-  if (DecodeFp16(code) > x) code = NextF16Down(code);
-  return SaturateF16(code);
-}
-
-// The smallest f16 >= x.  REQUIRES: x <= 65504 (or NaN). float(x) is within 2^-24 relative of
-// x, far inside one f16 step, so one step from the nearest code of float(x) is enough.
-uint16_t F16AtLeast(double x) {
-  uint16_t code = EncodeFp16(static_cast<float>(x));
-  if (DecodeFp16(code) < x) code = NextF16Up(code);
-  return SaturateF16(code);
-}
-
-// A KIVI group's stats as stored (f16 codes) and as decoded (what the codes are computed
-// against, and what DecodeRow reads back).
-struct KiviStats {
-  uint16_t min_code = 0, scale_code = 0;
-  float min = 0.0f, scale = 0.0f;
-};
-
-// Stats of n values `stride` floats apart for b-bit codes: min rounded down to f16, then the
-// smallest f16 scale with stored_min + max_code * scale >= max, so the group fits [0, max_code].
-// Beyond the f16 range the stats saturate (min to -65504 or 65504, scale to [0, 65504]) and the
-// codes clamp.
+// Stats of n values `stride` floats apart for b-bit codes (codec::GroupStats).
 KiviStats GroupStats(const float* x, int32_t n, int64_t stride, uint32_t max_code) {
-  float lo = x[0], hi = x[0];
-  for (int32_t i = 1; i < n; ++i) {
-    lo = std::min(lo, x[i * stride]);
-    hi = std::max(hi, x[i * stride]);
-  }
-  KiviStats st;
-  st.min_code = F16AtMost(lo);
-  st.min = DecodeFp16(st.min_code);
-  st.scale_code = F16AtLeast(std::clamp((double{hi} - st.min) / max_code, 0.0, 65504.0));
-  st.scale = DecodeFp16(st.scale_code);
-  return st;
-}
-
-// round((x - min) / scale) clamped to [0, max_code]; 0 when scale is 0 or anything is NaN.
-uint32_t KiviCode(float x, float min, float scale, uint32_t max_code) {
-  if (!(scale > 0.0f)) return 0;
-  const float q = std::nearbyint((x - min) / scale);
-  if (!(q >= 0.0f)) return 0;
-  return static_cast<uint32_t>(std::min(q, static_cast<float>(max_code)));
+  return codec::GroupStats(n, max_code, [x, stride](int32_t i) { return x[i * stride]; });
 }
 
 // ORs `code` into channel d of a packed row.
 void PackCode(std::byte* row, int32_t d, int32_t bits, uint32_t code) {
-  const int32_t bit = d * bits;
-  row[bit / 8] |= static_cast<std::byte>(code << (bit % 8));
+  row[codec::CodeByte(d, bits)] |= static_cast<std::byte>(code << codec::CodeShift(d, bits));
 }
 
 // codes[i] = channel i of a packed row, i < d.  REQUIRES: d * bits % 8 == 0.
@@ -206,22 +83,15 @@ void EncodeRow(const KvPageFormat& f, std::byte* page, Side side, int32_t token,
       return;
     case KvCodec::kBf16:
     case KvCodec::kFp16:
-      for (int32_t i = 0; i < d; ++i) {
-        const uint16_t code = f.codec == KvCodec::kBf16 ? EncodeBf16(src[i]) : EncodeFp16(src[i]);
-        std::memcpy(row + 2 * i, &code, 2);
-      }
+      for (int32_t i = 0; i < d; ++i) codec::EncodeHalfOrF32(f.codec, row, i, src[i]);
       return;
     case KvCodec::kFp8:
     case KvCodec::kInt8: {
       const bool fp8 = f.codec == KvCodec::kFp8;
-      const float scale = AbsMaxScale(src, d, fp8 ? kFp8Max : kInt8Max);
+      const float scale = AbsMaxScale(src, d, fp8 ? codec::kFp8Max : codec::kInt8Max);
       StoreF32(page + TokenScaleOffset(f, side, token, head), scale);
       for (int32_t i = 0; i < d; ++i) {
-        const float x = src[i] / scale;
-        row[i] = static_cast<std::byte>(
-            fp8 ? EncodeFp8E4m3(x)
-                : static_cast<uint8_t>(static_cast<int8_t>(
-                      std::clamp(std::nearbyint(x), -kInt8Max, kInt8Max))));
+        row[i] = static_cast<std::byte>(codec::EncodeScaledByte(src[i] / scale, fp8));
       }
       return;
     }
@@ -244,9 +114,8 @@ void DecodeHalfRow(const std::byte* row, int32_t d, bool bf16, float* dst) {
   }
 #endif
   for (; i < d; ++i) {
-    uint16_t code;
-    std::memcpy(&code, row + 2 * i, 2);
-    dst[i] = bf16 ? DecodeBf16(code) : DecodeFp16(code);
+    const uint16_t code = LoadU16(row + 2 * i);
+    dst[i] = bf16 ? codec::DecodeBf16(code) : codec::DecodeFp16(code);
   }
 }
 
@@ -261,14 +130,12 @@ void DecodeByteRow(const std::byte* row, int32_t d, bool fp8, float scale, float
     _mm512_storeu_ps(dst + i, _mm512_mul_ps(x, _mm512_set1_ps(scale)));
   }
 #endif
-  for (; i < d; ++i) {
-    const uint8_t code = static_cast<uint8_t>(row[i]);
-    dst[i] = (fp8 ? kFp8Table[code] : static_cast<float>(static_cast<int8_t>(code))) * scale;
-  }
+  for (; i < d; ++i) dst[i] = codec::DecodeScaledByte(static_cast<uint8_t>(row[i]), fp8, scale);
 }
 
 // dst[i] = min[i] + codes[i] * scale[i] for i < n, with n f16 mins and scales (KIVI keys).
-// vcvtph2ps is exact, like DecodeFp16, and both paths round the product, then the sum.
+// vcvtph2ps is exact, like DecodeFp16, and both paths are one fused multiply-add
+// (codec::KiviDequantize).
 void DequantizeChannels(const uint8_t* codes, int32_t n, const std::byte* mins,
                         const std::byte* scales, float* dst) {
   int32_t i = 0;
@@ -280,27 +147,27 @@ void DequantizeChannels(const uint8_t* codes, int32_t n, const std::byte* mins,
         _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(mins + 2 * i)));
     const __m512 sc =
         _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(scales + 2 * i)));
-    _mm512_storeu_ps(dst + i, _mm512_add_ps(lo, _mm512_mul_ps(c, sc)));
+    _mm512_storeu_ps(dst + i, _mm512_fmadd_ps(c, sc, lo));
   }
 #endif
   for (; i < n; ++i) {
-    dst[i] = DecodeFp16(LoadU16(mins + 2 * i)) +
-             static_cast<float>(codes[i]) * DecodeFp16(LoadU16(scales + 2 * i));
+    dst[i] = codec::KiviDequantize(codec::DecodeFp16(LoadU16(mins + 2 * i)), codes[i],
+                                   codec::DecodeFp16(LoadU16(scales + 2 * i)));
   }
 }
 
-// dst[i] = min + codes[i] * scale for i < n (one KIVI value channel group).
+// dst[i] = min + codes[i] * scale for i < n (one KIVI value channel group), fused like
+// DequantizeChannels.
 void DequantizeUniform(const uint8_t* codes, int32_t n, float min, float scale, float* dst) {
   int32_t i = 0;
 #if defined(__AVX512F__)
   for (; i + 16 <= n; i += 16) {
     const __m512 c = _mm512_cvtepi32_ps(
         _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(codes + i))));
-    _mm512_storeu_ps(dst + i,
-                     _mm512_add_ps(_mm512_set1_ps(min), _mm512_mul_ps(c, _mm512_set1_ps(scale))));
+    _mm512_storeu_ps(dst + i, _mm512_fmadd_ps(c, _mm512_set1_ps(scale), _mm512_set1_ps(min)));
   }
 #endif
-  for (; i < n; ++i) dst[i] = min + static_cast<float>(codes[i]) * scale;
+  for (; i < n; ++i) dst[i] = codec::KiviDequantize(min, codes[i], scale);
 }
 
 // One KIVI (token, head) row back to dst[D]: keys through the token's group's per-channel stats,
@@ -321,7 +188,8 @@ void DecodeKiviRow(const KvPageFormat& f, const std::byte* page, Side side, int3
   for (int32_t g = 0; g < f.ValueStatGroups(); ++g) {
     const int32_t begin = g * kKiviChannelGroup;
     DequantizeUniform(codes + begin, std::min(kKiviChannelGroup, d - begin),
-                      DecodeFp16(LoadU16(mins + 2 * g)), DecodeFp16(LoadU16(scales + 2 * g)),
+                      codec::DecodeFp16(LoadU16(mins + 2 * g)),
+                      codec::DecodeFp16(LoadU16(scales + 2 * g)),
                       dst + begin);
   }
 }
@@ -449,97 +317,25 @@ absl::Status KvPageFormat::Validate() const {
   return absl::OkStatus();
 }
 
-int32_t KvPageFormat::CodeBits() const {
-  switch (codec) {
-    case KvCodec::kF32: return 32;
-    case KvCodec::kBf16:
-    case KvCodec::kFp16: return 16;
-    case KvCodec::kFp8:
-    case KvCodec::kInt8: return 8;
-    case KvCodec::kKivi4: return 4;
-    case KvCodec::kKivi2: return 2;
-  }
-  return 32;
-}
-
-size_t KvPageFormat::RowBytes() const { return static_cast<size_t>(head_dim) * CodeBits() / 8; }
-
-int32_t KvPageFormat::KeyStatGroups() const {
-  return IsKivi(codec) ? block_size / kKiviGroupTokens : 0;
-}
-
-int32_t KvPageFormat::ValueStatGroups() const {
-  return IsKivi(codec) ? (head_dim + kKiviChannelGroup - 1) / kKiviChannelGroup : 0;
-}
-
-size_t KvPageFormat::VCodesOffset() const {
-  return static_cast<size_t>(block_size) * num_kv_heads * RowBytes();
-}
-
-size_t KvPageFormat::KStatsOffset() const { return 2 * VCodesOffset(); }
-
-size_t KvPageFormat::VStatsOffset() const {
-  const size_t rows = static_cast<size_t>(block_size) * num_kv_heads;
-  if (HasTokenScales(codec)) return KStatsOffset() + rows * 4;
-  // KIVI: f16 mins then f16 scales, [Gk][H][D] each.
-  return KStatsOffset() + static_cast<size_t>(KeyStatGroups()) * num_kv_heads * head_dim * 2 * 2;
-}
-
-size_t KvPageFormat::PageBytes() const {
-  const size_t rows = static_cast<size_t>(block_size) * num_kv_heads;
-  if (HasTokenScales(codec)) return VStatsOffset() + rows * 4;
-  return VStatsOffset() + rows * ValueStatGroups() * 2 * 2;  // f16 mins and scales, [B][H][Gv]
-}
+int32_t KvPageFormat::CodeBits() const { return codec::CodeBits(codec); }
+size_t KvPageFormat::RowBytes() const { return codec::RowBytes(*this); }
+int32_t KvPageFormat::KeyStatGroups() const { return codec::KeyStatGroups(*this); }
+int32_t KvPageFormat::ValueStatGroups() const { return codec::ValueStatGroups(*this); }
+size_t KvPageFormat::VCodesOffset() const { return codec::VCodesOffset(*this); }
+size_t KvPageFormat::KStatsOffset() const { return codec::KStatsOffset(*this); }
+size_t KvPageFormat::VStatsOffset() const { return codec::VStatsOffset(*this); }
+size_t KvPageFormat::PageBytes() const { return codec::PageBytes(*this); }
 
 double BytesPerToken(const KvPageFormat& format) {
   return static_cast<double>(format.PageBytes()) / format.block_size;
 }
 
-uint16_t EncodeBf16(float x) { return F32ToBf16(x); }
-float DecodeBf16(uint16_t code) { return Bf16ToF32(code); }
-
-uint16_t EncodeFp16(float x) {
-  uint32_t bits = std::bit_cast<uint32_t>(x);
-  const uint16_t sign = static_cast<uint16_t>((bits >> 16) & 0x8000u);
-  bits &= 0x7fffffffu;
-  if (bits > 0x7f800000u) {  // NaN: keep the top payload bits, stay a NaN
-    const uint16_t mant = static_cast<uint16_t>((bits >> 13) & 0x3ffu);
-    return sign | 0x7c00u | (mant != 0 ? mant : 0x200u);
-  }
-  if (bits >= 0x477ff000u) return sign | 0x7c00u;  // >= 65520 (and inf) rounds to inf
-  const uint32_t exp = bits >> 23;
-  if (exp >= 113) {  // normal half: >= 2^-14
-    uint32_t h = ((exp - 112) << 10) | ((bits & 0x7fffffu) >> 13);
-    const uint32_t rem = bits & 0x1fffu;
-    if (rem > 0x1000u || (rem == 0x1000u && (h & 1u))) ++h;  // a carry may reach the exponent
-    return static_cast<uint16_t>(sign | h);
-  }
-  if (exp < 102) return sign;  // below half the smallest subnormal (2^-25)
-  // Subnormal half: value / 2^-24 = mantissa (with its leading 1) >> (126 - exp).
-  return static_cast<uint16_t>(sign | ShiftRne((bits & 0x7fffffu) | 0x800000u, 126 - exp));
-}
-
-float DecodeFp16(uint16_t code) { return F16ToF32(code); }
-
-uint8_t EncodeFp8E4m3(float x) {
-  uint32_t bits = std::bit_cast<uint32_t>(x);
-  const uint8_t sign = static_cast<uint8_t>((bits >> 24) & 0x80u);
-  bits &= 0x7fffffffu;
-  if (bits > 0x7f800000u) return sign | 0x7fu;   // NaN
-  if (bits >= 0x43e00000u) return sign | 0x7eu;  // >= 448 (and inf) saturates
-  const uint32_t exp = bits >> 23;
-  if (exp >= 121) {  // normal e4m3: >= 2^-6; below 448 rounding stops at 0x7e
-    uint32_t c = ((exp - 120) << 3) | ((bits & 0x7fffffu) >> 20);
-    const uint32_t rem = bits & 0xfffffu;
-    if (rem > 0x80000u || (rem == 0x80000u && (c & 1u))) ++c;
-    return static_cast<uint8_t>(sign | c);
-  }
-  if (exp < 117) return sign;  // below half the smallest subnormal (2^-10)
-  // Subnormal e4m3: value / 2^-9 = mantissa (with its leading 1) >> (141 - exp).
-  return static_cast<uint8_t>(sign | ShiftRne((bits & 0x7fffffu) | 0x800000u, 141 - exp));
-}
-
-float DecodeFp8E4m3(uint8_t code) { return kFp8Table[code]; }
+uint16_t EncodeBf16(float x) { return codec::EncodeBf16(x); }
+float DecodeBf16(uint16_t code) { return codec::DecodeBf16(code); }
+uint16_t EncodeFp16(float x) { return codec::EncodeFp16(x); }
+float DecodeFp16(uint16_t code) { return codec::DecodeFp16(code); }
+uint8_t EncodeFp8E4m3(float x) { return codec::EncodeFp8E4m3(x); }
+float DecodeFp8E4m3(uint8_t code) { return codec::DecodeFp8E4m3(code); }
 
 absl::Status EncodeTokens(const KvPageFormat& format, std::span<std::byte> page, int32_t first,
                           int32_t count, const float* k, const float* v) {

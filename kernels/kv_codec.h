@@ -142,6 +142,9 @@ struct QuantAttentionParams {
   int32_t max_blocks_per_seq = 0;
   int32_t num_q_heads = 0;
   float scale = 1.0f;                     // usually 1/sqrt(head_dim)
+  // query_start[num_seqs] when the caller knows it (the engine does), else 0: CUDA then reads
+  // it back from the device (one 4-byte copy and a stream sync). The CPU ignores it.
+  int64_t num_tokens = 0;
 };
 
 // Stores new tokens' K and V, quantized, into their slots: slot = page * block_size + offset,

@@ -1,15 +1,20 @@
 #include "kvcache/host_tier.h"
 
+#include <algorithm>
+
+#include "common/logging.h"
 #include "common/status.h"
 
 namespace strata::kvcache {
 
-HostTier::HostTier(int64_t capacity_bytes, size_t block_bytes)
+HostTier::HostTier(int64_t capacity_bytes, size_t block_bytes, Allocator allocate)
     : block_bytes_(block_bytes),
-      num_slots_(block_bytes == 0 ? 0 : static_cast<int32_t>(capacity_bytes / block_bytes)) {
+      num_slots_(block_bytes == 0 ? 0 : static_cast<int32_t>(capacity_bytes / block_bytes)),
+      slots_per_arena_(static_cast<int32_t>(
+          std::max<size_t>(1, block_bytes == 0 ? 1 : kArenaBytes / block_bytes))),
+      allocate_(std::move(allocate)) {
   CHECK(capacity_bytes >= 0);
-  // new[] without value-initialisation: the kernel maps the pages on first touch.
-  arena_.reset(new std::byte[static_cast<size_t>(num_slots_) * block_bytes_]);
+  arenas_.resize((num_slots_ + slots_per_arena_ - 1) / slots_per_arena_);
   slots_.resize(num_slots_);
   free_.reserve(num_slots_);
   for (int32_t s = num_slots_ - 1; s >= 0; --s) free_.push_back(s);
@@ -89,7 +94,28 @@ bool HostTier::RecordHit(int32_t s) {
 
 std::span<std::byte> HostTier::data(int32_t s) {
   CHECK(s >= 0 && s < num_slots_);
-  return {arena_.get() + static_cast<size_t>(s) * block_bytes_, block_bytes_};
+  std::unique_ptr<kernels::Buffer>& arena = arenas_[s / slots_per_arena_];
+  if (arena == nullptr) {
+    const int32_t first = s / slots_per_arena_ * slots_per_arena_;
+    const size_t bytes =
+        static_cast<size_t>(std::min(slots_per_arena_, num_slots_ - first)) * block_bytes_;
+    absl::StatusOr<std::unique_ptr<kernels::Buffer>> got =
+        allocate_ ? allocate_(bytes) : kernels::AllocateHostBuffer(bytes);
+    if (!got.ok() && allocate_) {
+      LOG_WARN("host KV tier: {}; this arena uses plain host memory",
+               std::string(got.status().message()));
+      got = kernels::AllocateHostBuffer(bytes);
+    }
+    CHECK(got.ok());
+    arena = std::move(got).value();
+  }
+  const size_t offset = static_cast<size_t>(s % slots_per_arena_) * block_bytes_;
+  return {arena->as<std::byte>() + offset, block_bytes_};
+}
+
+int32_t HostTier::num_arenas_allocated() const {
+  return static_cast<int32_t>(
+      std::count_if(arenas_.begin(), arenas_.end(), [](const auto& a) { return a != nullptr; }));
 }
 
 }  // namespace strata::kvcache

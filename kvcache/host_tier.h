@@ -12,6 +12,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <list>
 #include <memory>
 #include <optional>
@@ -19,6 +20,8 @@
 #include <unordered_map>
 #include <vector>
 
+#include "common/status.h"
+#include "kernels/device.h"
 #include "kvcache/block_hash.h"
 
 namespace strata::kvcache {
@@ -33,9 +36,15 @@ struct HostVictim {
 
 class HostTier {
  public:
-  // Room for capacity_bytes / block_bytes slots. The arena is reserved, not touched: untouched
-  // slots cost no resident memory.
-  HostTier(int64_t capacity_bytes, size_t block_bytes);
+  // Host memory for one arena (PageIo::AllocateHost); null: plain host memory.
+  using Allocator = std::function<absl::StatusOr<std::unique_ptr<kernels::Buffer>>(size_t)>;
+  // Each arena holds this many bytes' worth of whole slots (at least one slot).
+  static constexpr size_t kArenaBytes = size_t{64} << 20;
+
+  // Room for capacity_bytes / block_bytes slots, in fixed-size arenas allocated from
+  // `allocate` when a slot in them is first used: a tier that is never filled costs nothing,
+  // and on CUDA only what is used is page-locked.
+  HostTier(int64_t capacity_bytes, size_t block_bytes, Allocator allocate = nullptr);
   HostTier(const HostTier&) = delete;
   HostTier& operator=(const HostTier&) = delete;
 
@@ -58,8 +67,12 @@ class HostTier {
   // is the first load since the block came up from disk (a disk hit), and clears that flag.
   bool RecordHit(int32_t slot);
 
+  // The slot's bytes; allocates its arena on first use (CHECK-fails only when neither the
+  // allocator nor plain host memory can provide it).
   std::span<std::byte> data(int32_t slot);
   size_t block_bytes() const { return block_bytes_; }
+  int32_t slots_per_arena() const { return slots_per_arena_; }
+  int32_t num_arenas_allocated() const;
   int32_t num_slots() const { return num_slots_; }
   int32_t num_used() const { return num_slots_ - static_cast<int32_t>(free_.size()); }
   int32_t num_pinned() const { return num_pinned_; }
@@ -78,7 +91,9 @@ class HostTier {
 
   size_t block_bytes_;
   int32_t num_slots_;
-  std::unique_ptr<std::byte[]> arena_;
+  int32_t slots_per_arena_;
+  Allocator allocate_;
+  std::vector<std::unique_ptr<kernels::Buffer>> arenas_;  // null until first used
   std::vector<Slot> slots_;
   std::vector<int32_t> free_;
   std::list<int32_t> lru_;  // cached slots, least recently used first

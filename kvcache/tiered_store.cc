@@ -29,7 +29,8 @@ TieredStore::TieredStore(const KvLayout& layout, const TierOptions& options, Pag
       options_(options),
       io_(io),
       wake_(std::move(wake)),
-      host_(options.host_capacity_bytes, layout.PageBytes() * layout.num_layers),
+      host_(options.host_capacity_bytes, layout.PageBytes() * layout.num_layers,
+            [io](size_t bytes) { return io->AllocateHost(bytes); }),
       layer_pages_(
           layout.num_layers, layout.PageBytes(), [this] { return AcquireHostSlot(); },
           [this](int32_t slot) { host_.Unpin(slot); },

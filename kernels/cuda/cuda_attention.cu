@@ -1,10 +1,12 @@
 // CUDA RoPE, paged KV writes and paged attention over the f32 KV pool (kernels/device.h
 // semantics; CPU twins in kernels/cpu). Correctness first: attention is one warp per (query
-// row, query head) walking its context with an online softmax; the split-K decode and the
-// tensor-core prefill kernels come once a GPU is available to measure them (issue 9).
+// row, query head, split of its context) with an online softmax; long contexts with few rows
+// (decode) are cut into splits that run in parallel and are merged by a second kernel
+// (split-K, "flash decoding"). A tensor-core prefill kernel comes once a GPU can measure it.
 // Page ids come from device memory and cannot be checked on the host: the kernels skip a page
 // id outside the pool (its tokens are neither written nor read) instead of touching memory out
 // of bounds; the CPU backend rejects such a batch with InvalidArgument.
+#include <algorithm>
 #include <cmath>
 
 #include "kernels/cuda/cuda_kernels.cuh"
@@ -78,24 +80,47 @@ __device__ int32_t SequenceOf(const int32_t* query_start, int32_t num_seqs, int6
 // Lane l holds output channels l, l + 32, ...; kMaxPerLane * 32 >= head_dim.
 constexpr int kMaxPerLane = 8;  // head_dim <= 256
 
-// One warp per (row, q head): scores against every visible position, online softmax.
-__global__ void PagedAttentionKernel(PagedAttentionParams p, int64_t num_rows) {
+// Where one warp's work sits: query row, query head, and the KV positions [begin, end) of its
+// split of the row's visible context (split-K: a long context is cut into num_splits parts that
+// run in parallel and are merged by CombineSplitsKernel).
+struct WarpTask {
+  int64_t row;
+  int32_t qh, seq, split, begin, end;
+};
+
+__device__ WarpTask TaskOf(const PagedAttentionParams& p, int64_t warp, int32_t num_splits,
+                           int32_t split_tokens) {
+  WarpTask t;
+  t.split = static_cast<int32_t>(warp % num_splits);
+  const int64_t row_head = warp / num_splits;
+  t.row = row_head / p.num_q_heads;
+  t.qh = static_cast<int32_t>(row_head % p.num_q_heads);
+  t.seq = SequenceOf(p.query_start, p.num_seqs, t.row);
+  const int32_t q_len = p.query_start[t.seq + 1] - p.query_start[t.seq];
+  const int32_t pos =
+      p.context_lens[t.seq] - q_len + static_cast<int32_t>(t.row - p.query_start[t.seq]);
+  t.begin = t.split * split_tokens;
+  t.end = min(pos + 1, t.begin + split_tokens);
+  return t;
+}
+
+// One warp per (row, q head, split): scores against the split's visible positions with an
+// online softmax. One split: the normalised output goes to p.out. Several: the unnormalised
+// accumulator and its (max, sum) go to `partials` ([row, q head, split] x (head_dim + 2) floats).
+__global__ void PagedAttentionKernel(PagedAttentionParams p, int64_t num_rows, int32_t num_splits,
+                                     int32_t split_tokens, float* partials) {
   const int64_t warp = (blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x) / kWarp;
   const int lane = threadIdx.x % kWarp;
-  if (warp >= num_rows * p.num_q_heads) return;
-  const int64_t row = warp / p.num_q_heads;
-  const int32_t qh = static_cast<int32_t>(warp % p.num_q_heads);
-  const int32_t s = SequenceOf(p.query_start, p.num_seqs, row);
-  const int32_t q_len = p.query_start[s + 1] - p.query_start[s];
-  const int32_t pos = p.context_lens[s] - q_len + static_cast<int32_t>(row - p.query_start[s]);
-  const int32_t d = p.kv.head_dim, kvh = qh / (p.num_q_heads / p.kv.num_kv_heads);
+  if (warp >= num_rows * p.num_q_heads * num_splits) return;
+  const WarpTask t = TaskOf(p, warp, num_splits, split_tokens);
+  const int32_t d = p.kv.head_dim, kvh = t.qh / (p.num_q_heads / p.kv.num_kv_heads);
   const int64_t kv_dim = static_cast<int64_t>(p.kv.num_kv_heads) * d;
   const int64_t page_floats = 2 * static_cast<int64_t>(p.kv.block_size) * kv_dim;
-  const float* q = p.q + (row * p.num_q_heads + qh) * d;
+  const float* q = p.q + (t.row * p.num_q_heads + t.qh) * d;
   float acc[kMaxPerLane] = {};
   float m = -INFINITY, l = 0.0f;
-  for (int32_t j = 0; j <= pos; ++j) {
-    const int32_t page = p.block_tables[static_cast<int64_t>(s) * p.max_blocks_per_seq +
+  for (int32_t j = t.begin; j < t.end; ++j) {
+    const int32_t page = p.block_tables[static_cast<int64_t>(t.seq) * p.max_blocks_per_seq +
                                         j / p.kv.block_size];
     if (page < 0 || page >= p.kv.num_pages) continue;
     const float* k = p.kv.pool + page * page_floats + (j % p.kv.block_size) * kv_dim + kvh * d;
@@ -112,10 +137,49 @@ __global__ void PagedAttentionKernel(PagedAttentionParams p, int64_t num_rows) {
     }
     m = m_new;
   }
-  float* out = p.out + (row * p.num_q_heads + qh) * d;
+  if (num_splits == 1) {
+    float* out = p.out + (t.row * p.num_q_heads + t.qh) * d;
+    for (int i = 0; i < kMaxPerLane; ++i) {
+      const int32_t c = lane + i * kWarp;
+      if (c < d) out[c] = l > 0.0f ? acc[i] / l : 0.0f;
+    }
+    return;
+  }
+  float* part = partials + warp * (d + 2);
   for (int i = 0; i < kMaxPerLane; ++i) {
     const int32_t c = lane + i * kWarp;
-    if (c < d) out[c] = l > 0.0f ? acc[i] / l : 0.0f;
+    if (c < d) part[c] = acc[i];
+  }
+  if (lane == 0) {
+    part[d] = m;  // -inf for an empty split (l = 0): it adds nothing below
+    part[d + 1] = l;
+  }
+}
+
+// One warp per (row, q head): merges its splits' partial softmaxes into the output,
+// out = sum_i acc_i e^(m_i - M) / sum_i l_i e^(m_i - M) with M the largest m_i.
+__global__ void CombineSplitsKernel(PagedAttentionParams p, int64_t num_rows, int32_t num_splits,
+                                    const float* partials) {
+  const int64_t warp = (blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x) / kWarp;
+  const int lane = threadIdx.x % kWarp;
+  if (warp >= num_rows * p.num_q_heads) return;
+  const int32_t d = p.kv.head_dim;
+  const float* parts = partials + warp * num_splits * (d + 2);
+  float max_m = -INFINITY;
+  for (int32_t i = 0; i < num_splits; ++i) max_m = fmaxf(max_m, parts[i * (d + 2) + d]);
+  float total = 0.0f;
+  for (int32_t i = 0; i < num_splits; ++i) {
+    const float* part = parts + i * (d + 2);
+    if (part[d + 1] > 0.0f) total += part[d + 1] * expf(part[d] - max_m);
+  }
+  float* out = p.out + warp * d;  // warp = row * num_q_heads + qh
+  for (int32_t c = lane; c < d; c += kWarp) {
+    float sum = 0.0f;
+    for (int32_t i = 0; i < num_splits; ++i) {
+      const float* part = parts + i * (d + 2);
+      if (part[d + 1] > 0.0f) sum += part[c] * expf(part[d] - max_m);
+    }
+    out[c] = total > 0.0f ? sum / total : 0.0f;
   }
 }
 
@@ -136,13 +200,35 @@ cudaError_t LaunchWriteKv(const WriteKvParams& p, cudaStream_t stream) {
 }
 
 cudaError_t LaunchPagedAttention(const PagedAttentionParams& p, int64_t num_rows,
+                                 const AttentionSplit& split, float* partials,
                                  cudaStream_t stream) {
-  const int64_t threads = num_rows * p.num_q_heads * kWarp;
-  if (threads == 0) return cudaSuccess;
-  const int64_t blocks = (threads + kThreads - 1) / kThreads;
+  const int64_t warps = num_rows * p.num_q_heads * split.num_splits;
+  if (warps == 0) return cudaSuccess;
+  const int64_t blocks = (warps * kWarp + kThreads - 1) / kThreads;
   if (blocks > 2147483647) return cudaErrorInvalidConfiguration;
-  PagedAttentionKernel<<<static_cast<unsigned>(blocks), kThreads, 0, stream>>>(p, num_rows);
+  PagedAttentionKernel<<<static_cast<unsigned>(blocks), kThreads, 0, stream>>>(
+      p, num_rows, split.num_splits, split.split_tokens, partials);
+  if (split.num_splits == 1) return cudaGetLastError();
+  const int64_t combine_blocks = (num_rows * p.num_q_heads * kWarp + kThreads - 1) / kThreads;
+  CombineSplitsKernel<<<static_cast<unsigned>(combine_blocks), kThreads, 0, stream>>>(
+      p, num_rows, split.num_splits, partials);
   return cudaGetLastError();
+}
+
+AttentionSplit ChooseAttentionSplit(int64_t num_rows, int32_t num_q_heads, int64_t max_context,
+                                    int32_t num_sms) {
+  constexpr int64_t kMinSplitTokens = 256;  // below this a split costs more than it saves
+  max_context = std::max<int64_t>(max_context, 1);
+  const int64_t tasks = std::max<int64_t>(1, num_rows * num_q_heads);
+  const int64_t target_warps = static_cast<int64_t>(std::max(num_sms, 1)) * 32;
+  const int64_t by_context = (max_context + kMinSplitTokens - 1) / kMinSplitTokens;
+  const int64_t splits =
+      std::clamp<int64_t>((target_warps + tasks - 1) / tasks, 1, std::max<int64_t>(1, by_context));
+  const int64_t split_tokens = (max_context + splits - 1) / splits;
+  // Recomputed from split_tokens so that no split is empty by construction.
+  return {.num_splits = static_cast<int32_t>((max_context + split_tokens - 1) /
+                                             std::max<int64_t>(split_tokens, 1)),
+          .split_tokens = static_cast<int32_t>(std::max<int64_t>(split_tokens, 1))};
 }
 
 }  // namespace strata::kernels::cuda

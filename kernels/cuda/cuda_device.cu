@@ -1,16 +1,18 @@
 // CudaDevice: the Device on one NVIDIA GPU. Owns one compute stream, a cuBLAS handle bound to
-// it, and a workspace for bf16/f16 copies of GEMM activations. Copies are cudaMemcpyAsync on
-// the stream followed by a stream sync, so they are ordered after queued kernels and host memory
-// may be reused on return. Kernels only enqueue; Synchronize waits.
-//
-// This is the skeleton the CUDA backend issue builds on: memory, copies, GEMM (cuBLAS), RMSNorm,
-// SwiGLU, add and embedding are real; attention, RoPE and KV writes return Unimplemented.
-// Threading: one driving thread (the engine thread); Allocate and buffer frees are thread-safe.
+// it, scratch memory (bf16/f16 copies of GEMM activations, split-K attention partials) and one
+// copy stream per direction. Copies wait on an event recorded on the compute stream (ordered
+// after the queued kernels) and are waited for, so host memory may be reused on return. Kernels
+// only enqueue; Synchronize waits. Every CUDA and cuBLAS call is checked; a failure is a Status
+// naming file and line.
+// Threading: one driving thread (the engine thread) for kernels; copies, Allocate and buffer
+// frees are thread-safe (LayerKV's copy thread copies while the engine thread launches).
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <cstring>
 #include <memory>
+#include <mutex>
 #include <string>
 
 #include "kernels/cuda/cuda_kernels.cuh"
@@ -46,17 +48,60 @@ bool ValidPool(const KvPoolView& kv) {
          kv.head_dim > 0;
 }
 
-absl::Status Unimplemented(const char* op) {
-  return absl::UnimplementedError(
-      StrCat(op, " on CUDA comes with the CUDA backend issue (use the CPU backend for now)"));
-}
+// Device memory that grows on demand and is kept: a larger request waits for queued work on
+// `stream`, frees the old block and allocates the new one.
+struct Scratch {
+  void* data = nullptr;
+  size_t bytes = 0;
+
+  ~Scratch() {
+    if (data != nullptr) cudaFree(data);
+  }
+  absl::Status Reserve(size_t want, cudaStream_t stream) {
+    if (want <= bytes) return absl::OkStatus();
+    STRATA_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream));
+    if (data != nullptr) STRATA_CUDA_RETURN_IF_ERROR(cudaFree(data));
+    data = nullptr;
+    bytes = 0;
+    STRATA_CUDA_RETURN_IF_ERROR(cudaMalloc(&data, want));
+    bytes = want;
+    return absl::OkStatus();
+  }
+};
+
+class PinnedBuffer final : public Buffer {
+ public:
+  PinnedBuffer(void* data, size_t size_bytes) : data_(data), size_bytes_(size_bytes) {}
+  ~PinnedBuffer() override { cudaFreeHost(data_); }
+  PinnedBuffer(const PinnedBuffer&) = delete;
+  PinnedBuffer& operator=(const PinnedBuffer&) = delete;
+
+  void* data() override { return data_; }
+  size_t size_bytes() const override { return size_bytes_; }
+
+ private:
+  void* data_;
+  size_t size_bytes_;
+};
+
+// A copy direction: its stream, the event that orders it after the compute stream, and the
+// mutex that lets the engine thread and a copy thread share it.
+struct CopyLane {
+  std::mutex mu;
+  cudaStream_t stream = nullptr;
+  cudaEvent_t after_compute = nullptr;
+
+  ~CopyLane() {
+    if (after_compute != nullptr) cudaEventDestroy(after_compute);
+    if (stream != nullptr) cudaStreamDestroy(stream);
+  }
+};
 
 class CudaDevice final : public Device {
  public:
   ~CudaDevice() override {
     cudaSetDevice(ordinal_);
     if (cublas_ != nullptr) cublasDestroy(cublas_);
-    if (workspace_ != nullptr) cudaFree(workspace_);
     if (stream_ != nullptr) cudaStreamDestroy(stream_);
   }
 
@@ -67,10 +112,18 @@ class CudaDevice final : public Device {
     STRATA_CUDA_RETURN_IF_ERROR(cudaStreamCreateWithFlags(&device->stream_, cudaStreamNonBlocking));
     STRATA_CUBLAS_RETURN_IF_ERROR(cublasCreate(&device->cublas_));
     STRATA_CUBLAS_RETURN_IF_ERROR(cublasSetStream(device->cublas_, device->stream_));
+    STRATA_CUDA_RETURN_IF_ERROR(
+        cudaDeviceGetAttribute(&device->num_sms_, cudaDevAttrMultiProcessorCount, ordinal));
+    for (CopyLane* lane : {&device->h2d_, &device->d2h_}) {
+      STRATA_CUDA_RETURN_IF_ERROR(cudaStreamCreateWithFlags(&lane->stream, cudaStreamNonBlocking));
+      STRATA_CUDA_RETURN_IF_ERROR(
+          cudaEventCreateWithFlags(&lane->after_compute, cudaEventDisableTiming));
+    }
     return std::unique_ptr<Device>(std::move(device));
   }
 
   std::string name() const override { return StrCat("cuda:", ordinal_); }
+  bool host_visible() const override { return false; }
 
   absl::StatusOr<std::unique_ptr<Buffer>> Allocate(size_t bytes) override {
     STRATA_CUDA_RETURN_IF_ERROR(cudaSetDevice(ordinal_));
@@ -87,6 +140,21 @@ class CudaDevice final : public Device {
     STRATA_CUDA_RETURN_IF_ERROR(cudaMemsetAsync(data, 0, std::max<size_t>(bytes, 1), nullptr));
     STRATA_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(nullptr));
     return std::unique_ptr<Buffer>(std::move(buffer));
+  }
+
+  // Page-locked (cudaHostAllocPortable), so copies from it are DMA at full bandwidth.
+  absl::StatusOr<std::unique_ptr<Buffer>> AllocateHost(size_t bytes) override {
+    STRATA_CUDA_RETURN_IF_ERROR(cudaSetDevice(ordinal_));
+    void* data = nullptr;
+    const cudaError_t err = cudaHostAlloc(&data, std::max<size_t>(bytes, 1), cudaHostAllocPortable);
+    if (err == cudaErrorMemoryAllocation) {
+      cudaGetLastError();
+      return absl::ResourceExhaustedError(
+          StrCat(name(), ": cannot allocate ", bytes, " bytes of page-locked host memory"));
+    }
+    STRATA_CUDA_RETURN_IF_ERROR(err);
+    std::memset(data, 0, std::max<size_t>(bytes, 1));
+    return std::unique_ptr<Buffer>(std::make_unique<PinnedBuffer>(data, bytes));
   }
 
   absl::Status CopyToDevice(void* dst, const void* host_src, size_t bytes) override {
@@ -126,19 +194,33 @@ class CudaDevice final : public Device {
     STRATA_CUDA_RETURN_IF_ERROR(LaunchWriteKv(p, stream_));
     return absl::OkStatus();
   }
-  absl::Status QuantWriteKv(const QuantWriteKvParams&) override {
-    return Unimplemented("QuantWriteKv");
+  absl::Status QuantWriteKv(const QuantWriteKvParams& p) override {
+    RETURN_IF_ERROR(CheckQuantWriteKv(p));
+    STRATA_CUDA_RETURN_IF_ERROR(LaunchQuantWriteKv(p, stream_));
+    return absl::OkStatus();
   }
-  absl::Status KiviWriteKv(const KiviWriteKvParams&) override {
-    return Unimplemented("KiviWriteKv");
+  absl::Status KiviWriteKv(const KiviWriteKvParams& p) override {
+    RETURN_IF_ERROR(CheckKiviWriteKv(p));
+    STRATA_CUDA_RETURN_IF_ERROR(LaunchKiviWriteKv(p, stream_));
+    return absl::OkStatus();
   }
-  absl::Status QuantPagedAttention(const QuantAttentionParams&) override {
-    return Unimplemented("QuantPagedAttention");
+  absl::Status QuantPagedAttention(const QuantAttentionParams& p) override {
+    RETURN_IF_ERROR(CheckQuantPagedAttention(p));
+    if (p.num_seqs == 0) return absl::OkStatus();
+    ASSIGN_OR_RETURN(const int64_t num_rows, NumRows(p.num_tokens, p.query_start, p.num_seqs));
+    STRATA_CUDA_RETURN_IF_ERROR(LaunchQuantPagedAttention(p, num_rows, stream_));
+    return absl::OkStatus();
   }
-  absl::Status AttentionScores(const AttentionScoresParams&) override {
-    return Unimplemented("AttentionScores");
+  absl::Status AttentionScores(const AttentionScoresParams& p) override {
+    RETURN_IF_ERROR(CheckAttentionScores(p));
+    STRATA_CUDA_RETURN_IF_ERROR(LaunchAttentionScores(p, stream_));
+    return absl::OkStatus();
   }
-  absl::Status KvCompact(const KvCompactParams&) override { return Unimplemented("KvCompact"); }
+  absl::Status KvCompact(const KvCompactParams& p) override {
+    RETURN_IF_ERROR(CheckKvCompact(p));
+    STRATA_CUDA_RETURN_IF_ERROR(LaunchKvCompact(p, stream_));
+    return absl::OkStatus();
+  }
   absl::Status PagedAttention(const PagedAttentionParams& p) override {
     if (p.num_seqs < 0 || p.num_q_heads <= 0 || !ValidPool(p.kv) ||
         p.num_q_heads % p.kv.num_kv_heads != 0 || p.kv.head_dim > 256 ||
@@ -147,14 +229,14 @@ class CudaDevice final : public Device {
       return absl::InvalidArgumentError("PagedAttention: bad arguments (head_dim <= 256)");
     }
     if (p.num_seqs == 0) return absl::OkStatus();
-    // The row count lives in device memory: one 4-byte read (correctness first; the engine's
-    // batch knows it, a later Device API change can pass it down).
-    int32_t num_rows = 0;
-    STRATA_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(&num_rows, p.query_start + p.num_seqs,
-                                                sizeof(num_rows), cudaMemcpyDeviceToHost,
-                                                stream_));
-    STRATA_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));
-    STRATA_CUDA_RETURN_IF_ERROR(LaunchPagedAttention(p, num_rows, stream_));
+    ASSIGN_OR_RETURN(const int64_t num_rows, NumRows(p.num_tokens, p.query_start, p.num_seqs));
+    const AttentionSplit split = ChooseAttentionSplit(
+        num_rows, p.num_q_heads,
+        static_cast<int64_t>(p.max_blocks_per_seq) * p.kv.block_size, num_sms_);
+    const int64_t floats = AttentionPartialFloats(num_rows, p.num_q_heads, p.kv.head_dim, split);
+    RETURN_IF_ERROR(attention_scratch_.Reserve(static_cast<size_t>(floats) * 4, stream_));
+    STRATA_CUDA_RETURN_IF_ERROR(LaunchPagedAttention(
+        p, num_rows, split, static_cast<float*>(attention_scratch_.data), stream_));
     return absl::OkStatus();
   }
   absl::Status SwiGlu(const SwiGluParams& p) override {
@@ -187,31 +269,40 @@ class CudaDevice final : public Device {
  private:
   explicit CudaDevice(int ordinal) : ordinal_(ordinal) {}
 
-  absl::Status Copy(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind) {
-    if (bytes == 0) return absl::OkStatus();
-    STRATA_CUDA_RETURN_IF_ERROR(cudaSetDevice(ordinal_));
-    STRATA_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(dst, src, bytes, kind, stream_));
+  // A batch's query rows: `hint` when the caller gave it, else query_start[num_seqs] read back
+  // from the device (a 4-byte copy and a stream sync).
+  absl::StatusOr<int64_t> NumRows(int64_t hint, const int32_t* query_start, int32_t num_seqs) {
+    if (hint > 0) return hint;
+    int32_t rows = 0;
+    STRATA_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(&rows, query_start + num_seqs, sizeof(rows),
+                                                cudaMemcpyDeviceToHost, stream_));
     STRATA_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));
-    return absl::OkStatus();
+    return rows;
   }
 
-  // Grows the activation workspace to `bytes`; the old one is freed after queued work is done.
-  absl::Status ReserveWorkspace(size_t bytes) {
-    if (bytes <= workspace_bytes_) return absl::OkStatus();
-    STRATA_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));
-    if (workspace_ != nullptr) STRATA_CUDA_RETURN_IF_ERROR(cudaFree(workspace_));
-    workspace_ = nullptr;
-    workspace_bytes_ = 0;
-    STRATA_CUDA_RETURN_IF_ERROR(cudaMalloc(&workspace_, bytes));
-    workspace_bytes_ = bytes;
+  // On the direction's copy stream, after the compute work queued so far (an event recorded
+  // on the compute stream), and waited for: the caller may reuse host memory on return, and
+  // kernels it queues next see the data. Loads and stores (two streams) overlap each other and
+  // the compute queued after them.
+  absl::Status Copy(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind) {
+    if (bytes == 0) return absl::OkStatus();
+    CopyLane& lane = kind == cudaMemcpyHostToDevice ? h2d_ : d2h_;
+    std::lock_guard<std::mutex> lock(lane.mu);
+    STRATA_CUDA_RETURN_IF_ERROR(cudaSetDevice(ordinal_));
+    STRATA_CUDA_RETURN_IF_ERROR(cudaEventRecord(lane.after_compute, stream_));
+    STRATA_CUDA_RETURN_IF_ERROR(cudaStreamWaitEvent(lane.stream, lane.after_compute, 0));
+    STRATA_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(dst, src, bytes, kind, lane.stream));
+    STRATA_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(lane.stream));
     return absl::OkStatus();
   }
 
   const int ordinal_;
+  int num_sms_ = 1;
+  Scratch attention_scratch_;  // split-K partial softmaxes of PagedAttention
   cudaStream_t stream_ = nullptr;
   cublasHandle_t cublas_ = nullptr;
-  void* workspace_ = nullptr;  // [m, k] activations as bf16/f16 for the current GEMM
-  size_t workspace_bytes_ = 0;
+  Scratch gemm_scratch_;  // [m, k] activations as bf16/f16 for the current GEMM
+  CopyLane h2d_, d2h_;    // host -> device loads, device -> host stores
 };
 
 // cuBLAS is column-major: the row-major c [m, n] is column-major c^T [n, m] = b a^T, where b's
@@ -227,9 +318,10 @@ absl::Status CudaDevice::Gemm(const GemmParams& p) {
   cudaDataType_t in_type = CUDA_R_32F;
   if (p.b.dtype != DType::kF32) {
     in_type = p.b.dtype == DType::kBF16 ? CUDA_R_16BF : CUDA_R_16F;
-    RETURN_IF_ERROR(ReserveWorkspace(static_cast<size_t>(m * k) * 2));
-    STRATA_CUDA_RETURN_IF_ERROR(LaunchConvertActivations(p.a, workspace_, p.b.dtype, m * k, stream_));
-    a = workspace_;
+    RETURN_IF_ERROR(gemm_scratch_.Reserve(static_cast<size_t>(m * k) * 2, stream_));
+    STRATA_CUDA_RETURN_IF_ERROR(
+        LaunchConvertActivations(p.a, gemm_scratch_.data, p.b.dtype, m * k, stream_));
+    a = gemm_scratch_.data;
   }
   const float alpha = 1.0f;
   const float beta = p.accumulate ? 1.0f : 0.0f;

@@ -1,6 +1,7 @@
 // CudaDevice against its CPU twin: each implemented CUDA op runs on the same random input on
 // both devices and the outputs are compared. Skips (with the reason) where MakeCudaDevice fails:
 // builds without CUDA and machines without a GPU.
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -199,12 +200,58 @@ TEST_F(CudaParityTest, WriteKvAndPagedAttention) {
   ExpectClose(cpu_out, gpu_out, 1e-4, 1e-5);
 }
 
-TEST_F(CudaParityTest, CodecAndSparsityKernelsAreNotYetImplemented) {
-  EXPECT_EQ(cuda_->QuantWriteKv({}).code(), absl::StatusCode::kUnimplemented);
-  EXPECT_EQ(cuda_->KiviWriteKv({}).code(), absl::StatusCode::kUnimplemented);
-  EXPECT_EQ(cuda_->QuantPagedAttention({}).code(), absl::StatusCode::kUnimplemented);
-  EXPECT_EQ(cuda_->AttentionScores({}).code(), absl::StatusCode::kUnimplemented);
-  EXPECT_EQ(cuda_->KvCompact({}).code(), absl::StatusCode::kUnimplemented);
+// Decode rows over long contexts: the CUDA kernel cuts each context into splits that run in
+// parallel (split-K) and merges them; short and one-token contexts leave some splits empty. The
+// row count comes from the caller (num_tokens) or is read back from the device (0).
+TEST_F(CudaParityTest, LongContextDecodeIsSplitAndMergedLikeTheCpu) {
+  const int32_t qh = 8, kvh = 2, d = 128, bs = 16;
+  const std::vector<int32_t> context_lens = {3000, 700, 1};
+  const std::vector<int32_t> query_start = {0, 1, 2, 3};
+  const int32_t max_blocks = (3000 + bs - 1) / bs, seqs = 3;
+  const int32_t pages = max_blocks * seqs;
+  std::vector<int32_t> ids(pages);
+  for (int32_t i = 0; i < pages; ++i) ids[i] = i;
+  std::mt19937 rng(21);
+  std::shuffle(ids.begin(), ids.end(), rng);
+  const std::vector<int32_t> tables = ids;  // [seqs, max_blocks]
+  const std::vector<float> pool = Random(static_cast<size_t>(pages) * 2 * bs * kvh * d, rng);
+  const std::vector<float> q = Random(seqs * qh * d, rng);
+  const float scale = 1.0f / std::sqrt(static_cast<float>(d));
+  std::vector<float> cpu_out(seqs * qh * d);
+  ASSERT_TRUE(cpu_->PagedAttention({q.data(), cpu_out.data(), {const_cast<float*>(pool.data()),
+                                    pages, bs, kvh, d}, query_start.data(), context_lens.data(),
+                                    tables.data(), seqs, max_blocks, qh, scale}).ok());
+  const KvPoolView gpu_kv{Upload(pool), pages, bs, kvh, d};
+  for (int64_t hint : {int64_t{3}, int64_t{0}}) {
+    float* dout = Upload(std::vector<float>(cpu_out.size(), NAN));
+    ASSERT_TRUE(cuda_->PagedAttention({Upload(q), dout, gpu_kv, Upload(query_start),
+                                       Upload(context_lens), Upload(tables), seqs, max_blocks, qh,
+                                       scale, hint}).ok());
+    const std::vector<float> gpu_out = Download(dout, cpu_out.size());
+    for (float x : gpu_out) ASSERT_FALSE(std::isnan(x));
+    ExpectClose(cpu_out, gpu_out, 1e-4, 1e-5);
+  }
+}
+
+// Greedy ids on the device: ties take the lowest index, NaN never wins, a row of -inf gives 0.
+TEST_F(CudaParityTest, Argmax) {
+  constexpr int64_t kCols = 50021;
+  std::vector<float> logits = Random(6 * kCols, 22, -8.0f, 8.0f);
+  logits[0 * kCols + 7] = logits[0 * kCols + 40000] = 20.0f;  // tie
+  for (int64_t i = 0; i < kCols; ++i) logits[1 * kCols + i] = -INFINITY;
+  for (int64_t i = 0; i < kCols; i += 3) logits[2 * kCols + i] = NAN;
+  logits[3 * kCols + kCols - 1] = INFINITY;
+  std::vector<int32_t> cpu_ids(6, -1);
+  ASSERT_TRUE(cpu_->Argmax({logits.data(), cpu_ids.data(), 6, kCols}).ok());
+  int32_t* dids = Upload(std::vector<int32_t>(6, -1));
+  ASSERT_TRUE(cuda_->Argmax({Upload(logits), dids, 6, kCols}).ok());
+  std::vector<int32_t> gpu_ids(6);
+  ASSERT_TRUE(cuda_->Synchronize().ok());
+  ASSERT_TRUE(cuda_->CopyToHost(gpu_ids.data(), dids, gpu_ids.size() * 4).ok());
+  EXPECT_EQ(gpu_ids, cpu_ids);
+  EXPECT_EQ(cpu_ids[0], 7);
+  EXPECT_EQ(cpu_ids[1], 0);
+  EXPECT_EQ(cpu_ids[3], kCols - 1);
 }
 
 }  // namespace

@@ -235,5 +235,42 @@ TEST(HostTierTest, CapacityRoundsDownToWholeSlots) {
   EXPECT_EQ(host.num_slots(), 5);
 }
 
+// The memory comes in fixed-size arenas from the allocator (the device's page-locked memory on
+// CUDA), each allocated when one of its slots is first used; the last one only as large as its
+// slots. Slots never overlap, and a failing allocator falls back to plain host memory.
+TEST(HostTierTest, ArenasAreAllocatedOnFirstUseInFixedSizes) {
+  constexpr size_t kBig = HostTier::kArenaBytes / 4;  // four slots per arena
+  std::vector<size_t> sizes;
+  HostTier host(10 * kBig, kBig, [&](size_t bytes) {
+    sizes.push_back(bytes);
+    return kernels::AllocateHostBuffer(bytes);
+  });
+  EXPECT_EQ(host.slots_per_arena(), 4);
+  EXPECT_EQ(host.num_arenas_allocated(), 0);
+  std::set<std::byte*> starts;
+  for (int32_t s : {0, 9, 3, 8, 5}) {
+    std::span<std::byte> d = host.data(s);
+    ASSERT_EQ(d.size(), kBig);
+    d[0] = static_cast<std::byte>(s);
+    d[kBig - 1] = static_cast<std::byte>(s);
+    starts.insert(d.data());
+  }
+  EXPECT_EQ(starts.size(), 5u);
+  EXPECT_EQ(host.num_arenas_allocated(), 3);
+  EXPECT_EQ(sizes, (std::vector<size_t>{4 * kBig, 2 * kBig, 4 * kBig}));
+  for (int32_t s : {0, 9, 3, 8, 5}) {
+    EXPECT_EQ(host.data(s)[0], static_cast<std::byte>(s));
+    EXPECT_EQ(host.data(s)[kBig - 1], static_cast<std::byte>(s));
+  }
+  HostTier failing(2 * kBlockBytes, kBlockBytes, [](size_t) {
+    return absl::StatusOr<std::unique_ptr<kernels::Buffer>>(
+        absl::ResourceExhaustedError("no page-locked memory"));
+  });
+  std::span<std::byte> d = failing.data(1);
+  ASSERT_EQ(d.size(), kBlockBytes);
+  d[0] = std::byte{7};
+  EXPECT_EQ(failing.data(1)[0], std::byte{7});
+}
+
 }  // namespace
 }  // namespace strata::kvcache
