@@ -13,6 +13,7 @@
 #include "common/status.h"
 #include "kernels/cpu/cpu_simd.h"
 #include "kernels/device.h"
+#include "kernels/kernel_args.h"
 
 namespace strata::kernels::cpu {
 
@@ -195,17 +196,6 @@ inline absl::StatusOr<int64_t> VarlenBlocks(const char* op, const int32_t* query
                                              max_blocks_per_seq, " blocks"));
   }
   return num_blocks;
-}
-
-// An f32 KV pool with pages, tokens, heads and a head dim; InvalidArgument naming `op` otherwise.
-inline absl::Status ValidateKvPool(const char* op, const KvPoolView& kv) {
-  if (kv.pool == nullptr || kv.num_pages <= 0 || kv.block_size <= 0 || kv.num_kv_heads <= 0 ||
-      kv.head_dim <= 0) {
-    return absl::InvalidArgumentError(
-        StrCat(op, ": bad KV pool (pages=", kv.num_pages, " block_size=", kv.block_size,
-               " kv_heads=", kv.num_kv_heads, " head_dim=", kv.head_dim, ")"));
-  }
-  return absl::OkStatus();
 }
 
 // Entries [0, num_blocks) of sequence s's block-table row name pages [0, num_pages).

@@ -34,37 +34,6 @@ namespace {
 
 int64_t CeilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
-// Page ids [0, num_pages) of page_stride bytes each hold a page of every one of `formats`.
-absl::Status ValidatePool(const char* op, const std::byte* pool, size_t page_stride,
-                          int32_t num_pages, std::initializer_list<KvPageFormat> formats) {
-  if (num_pages < 0 || (num_pages > 0 && pool == nullptr)) {
-    return absl::InvalidArgumentError(StrCat(op, ": bad pool (", num_pages, " pages)"));
-  }
-  for (const KvPageFormat& f : formats) {
-    RETURN_IF_ERROR(f.Validate());
-    if (page_stride < f.PageBytes()) {
-      return absl::InvalidArgumentError(StrCat(op, ": page stride ", page_stride, " < ",
-                                               f.PageBytes(), " bytes of a ", CodecName(f.codec),
-                                               " page of ", f.block_size, " tokens"));
-    }
-  }
-  return absl::OkStatus();
-}
-
-// The residual pages' format: fp32 or bf16, with the quantized pages' heads and head_dim.
-absl::Status ValidateResidualFormat(const char* op, const KvPageFormat& format,
-                                    const KvPageFormat& residual) {
-  RETURN_IF_ERROR(residual.Validate());
-  if ((residual.codec != KvCodec::kF32 && residual.codec != KvCodec::kBf16) ||
-      residual.num_kv_heads != format.num_kv_heads || residual.head_dim != format.head_dim) {
-    return absl::InvalidArgumentError(StrCat(op, ": residual pages must be fp32 or bf16 with ",
-                                             format.num_kv_heads, "x", format.head_dim,
-                                             " heads, got ", CodecName(residual.codec), " ",
-                                             residual.num_kv_heads, "x", residual.head_dim));
-  }
-  return absl::OkStatus();
-}
-
 // Entries [begin, end) of a block-table row name pages of the pool.
 absl::Status ValidateEntries(const char* op, const int32_t* row, int32_t s, int64_t begin,
                              int64_t end, int32_t max_blocks_per_seq, int32_t num_pages) {
@@ -101,7 +70,7 @@ absl::Status ValidateAttentionPool(const QuantAttentionParams& p) {
   const char* op = "QuantPagedAttention";
   RETURN_IF_ERROR(ValidateResidualFormat(op, p.format, p.residual_format));
   RETURN_IF_ERROR(
-      ValidatePool(op, p.pool, p.page_stride, p.num_pages, {p.format, p.residual_format}));
+      ValidatePagePool(op, p.pool, p.page_stride, p.num_pages, {p.format, p.residual_format}));
   // fp32 pages are read in place as floats.
   const bool f32_in_place =
       p.format.codec == KvCodec::kF32 || p.residual_format.codec == KvCodec::kF32;
@@ -197,7 +166,7 @@ absl::Status ValidateKiviWriteShape(const KiviWriteKvParams& p) {
   }
   RETURN_IF_ERROR(ValidateResidualFormat(op, p.format, p.residual_format));
   RETURN_IF_ERROR(
-      ValidatePool(op, p.pool, p.page_stride, p.num_pages, {p.format, p.residual_format}));
+      ValidatePagePool(op, p.pool, p.page_stride, p.num_pages, {p.format, p.residual_format}));
   if (p.num_seqs < 0 || p.max_blocks_per_seq < 0 ||
       (p.num_seqs > 0 &&
        (p.query_start == nullptr || p.context_lens == nullptr || p.quant_before == nullptr ||
@@ -329,7 +298,7 @@ absl::Status QuantWriteKv(const QuantWriteKvParams& p, int threads) {
     return absl::InvalidArgumentError(
         StrCat("QuantWriteKv: ", CodecName(f.codec), " pages are written by KiviWriteKv"));
   }
-  RETURN_IF_ERROR(ValidatePool("QuantWriteKv", p.pool, p.page_stride, p.num_pages, {f}));
+  RETURN_IF_ERROR(ValidatePagePool("QuantWriteKv", p.pool, p.page_stride, p.num_pages, {f}));
   if (p.num_tokens < 0 ||
       (p.num_tokens > 0 && (p.k == nullptr || p.v == nullptr || p.slots == nullptr))) {
     return absl::InvalidArgumentError("QuantWriteKv: null k, v or slots");

@@ -51,21 +51,6 @@ struct SeqPages {
 
 // ---- AttentionScores --------------------------------------------------------------------------
 
-absl::Status ValidateScoresArgs(const AttentionScoresParams& p) {
-  RETURN_IF_ERROR(ValidateKvPool(kScoresOp, p.kv));
-  const bool null_pointer = p.q == nullptr || p.query_start == nullptr ||
-                            p.context_lens == nullptr || p.block_tables == nullptr ||
-                            p.score_from == nullptr || p.scores == nullptr;
-  if (p.num_seqs < 0 || p.max_blocks_per_seq < 0 || p.max_context < 0 || p.num_q_heads <= 0 ||
-      p.num_q_heads % p.kv.num_kv_heads != 0 || (p.num_seqs > 0 && null_pointer)) {
-    return absl::InvalidArgumentError(
-        StrCat(kScoresOp, ": bad arguments (num_seqs=", p.num_seqs, " q_heads=", p.num_q_heads,
-               " kv_heads=", p.kv.num_kv_heads, " max_context=", p.max_context,
-               null_pointer ? ", null pointer)" : ")"));
-  }
-  return absl::OkStatus();
-}
-
 // Sequence s: varlen metadata, context <= max_context, score_from inside its rows, page ids.
 // Returns its q.k work.
 absl::StatusOr<int64_t> ValidateScoresSeq(const AttentionScoresParams& p, int32_t s) {
@@ -157,19 +142,6 @@ void ScoreItem(const AttentionScoresParams& p, int32_t s, int32_t kv_head, Score
 }
 
 // ---- KvCompact --------------------------------------------------------------------------------
-
-absl::Status ValidateCompactArgs(const KvCompactParams& p) {
-  RETURN_IF_ERROR(ValidateKvPool(kCompactOp, p.kv));
-  const bool null_pointer = p.block_tables == nullptr || p.keep == nullptr || p.num_keep == nullptr;
-  if (p.num_seqs < 0 || p.max_blocks_per_seq < 0 || p.max_keep < 0 ||
-      (p.num_seqs > 0 && null_pointer)) {
-    return absl::InvalidArgumentError(StrCat(kCompactOp, ": bad arguments (num_seqs=", p.num_seqs,
-                                             " max_blocks_per_seq=", p.max_blocks_per_seq,
-                                             " max_keep=", p.max_keep,
-                                             null_pointer ? ", null pointer)" : ")"));
-  }
-  return absl::OkStatus();
-}
 
 // keep[0, n) is strictly ascending within [0, capacity). Returns the tokens it spans
 // (keep[n-1] + 1, 0 when empty).

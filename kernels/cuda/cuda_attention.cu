@@ -10,12 +10,12 @@
 #include <cmath>
 
 #include "kernels/cuda/cuda_kernels.cuh"
+#include "kernels/cuda/cuda_warp.cuh"
 
 namespace strata::kernels::cuda {
 namespace {
 
 constexpr int kThreads = 256;
-constexpr int kWarp = 32;
 
 unsigned Blocks(int64_t n) {
   const int64_t b = (n + kThreads - 1) / kThreads;
@@ -60,21 +60,6 @@ __global__ void WriteKvKernel(WriteKvParams p) {
     dst[0] = p.k[i];
     dst[p.kv.block_size * kv_dim] = p.v[i];
   }
-}
-
-__device__ float WarpSum(float v) {
-  for (int offset = kWarp / 2; offset > 0; offset /= 2) v += __shfl_xor_sync(0xffffffffu, v, offset);
-  return v;
-}
-
-// The sequence owning query row `row` (query_start ascending).
-__device__ int32_t SequenceOf(const int32_t* query_start, int32_t num_seqs, int64_t row) {
-  int32_t lo = 0, hi = num_seqs - 1;
-  while (lo < hi) {
-    const int32_t mid = (lo + hi + 1) / 2;
-    if (query_start[mid] <= row) lo = mid; else hi = mid - 1;
-  }
-  return lo;
 }
 
 // Lane l holds output channels l, l + 32, ...; kMaxPerLane * 32 >= head_dim.

@@ -19,6 +19,7 @@
 #include <initializer_list>
 
 #include "kernels/cuda/cuda_kernels.cuh"
+#include "kernels/cuda/cuda_warp.cuh"
 #include "kernels/kv_codec_math.h"
 
 namespace strata::kernels::cuda {
@@ -27,55 +28,16 @@ namespace {
 using codec::KvSide;
 
 constexpr int kThreads = 256;
-constexpr int kWarp = 32;
 constexpr int kMaxPerLane = 8;  // attention: lane l holds channels l, l + 32, ...; head_dim <= 256
 constexpr unsigned kFoldSplit = 8;  // fold blocks per (sequence, kv head), striding over groups
 
 // ---- Host-side checks ---------------------------------------------------------------------
-
-// Page ids [0, num_pages) of page_stride bytes each hold a page of every one of `formats`.
-absl::Status CheckPool(const char* op, const std::byte* pool, size_t page_stride,
-                       int32_t num_pages, std::initializer_list<KvPageFormat> formats) {
-  if (num_pages < 0 || (num_pages > 0 && pool == nullptr)) {
-    return absl::InvalidArgumentError(StrCat(op, ": bad pool (", num_pages, " pages)"));
-  }
-  for (const KvPageFormat& f : formats) {
-    RETURN_IF_ERROR(f.Validate());
-    if (page_stride < f.PageBytes()) {
-      return absl::InvalidArgumentError(StrCat(op, ": page stride ", page_stride, " < ",
-                                               f.PageBytes(), " bytes of a ", CodecName(f.codec),
-                                               " page of ", f.block_size, " tokens"));
-    }
-  }
-  return absl::OkStatus();
-}
-
-// The residual pages' format: fp32 or bf16, with the quantized pages' heads and head_dim.
-absl::Status CheckResidualFormat(const char* op, const KvPageFormat& format,
-                                 const KvPageFormat& residual) {
-  RETURN_IF_ERROR(residual.Validate());
-  if ((residual.codec != KvCodec::kF32 && residual.codec != KvCodec::kBf16) ||
-      residual.num_kv_heads != format.num_kv_heads || residual.head_dim != format.head_dim) {
-    return absl::InvalidArgumentError(StrCat(op, ": residual pages must be fp32 or bf16 with ",
-                                             format.num_kv_heads, "x", format.head_dim,
-                                             " heads, got ", CodecName(residual.codec), " ",
-                                             residual.num_kv_heads, "x", residual.head_dim));
-  }
-  return absl::OkStatus();
-}
 
 int64_t CeilDivHost(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 // ---- Device helpers -----------------------------------------------------------------------
 
 __device__ int32_t CeilDiv(int32_t a, int32_t b) { return (a + b - 1) / b; }
-
-__device__ float WarpSum(float v) {
-  for (int offset = kWarp / 2; offset > 0; offset /= 2) {
-    v += __shfl_xor_sync(0xffffffffu, v, offset);
-  }
-  return v;
-}
 
 // The max of the lanes' partial max-abs values (never NaN), on every lane.
 __device__ float WarpAbsMax(float v) {
@@ -102,16 +64,6 @@ __device__ int32_t QueryRows(const int32_t* query_start, const int32_t* context_
   if (query_start[0] != 0) return -1;  // the CPU rejects the whole batch
   const int32_t q_len = query_start[s + 1] - query_start[s];
   return (q_len < 0 || context_lens[s] < q_len) ? -1 : q_len;
-}
-
-// The sequence owning query row `row` (query_start ascending).
-__device__ int32_t SequenceOf(const int32_t* query_start, int32_t num_seqs, int64_t row) {
-  int32_t lo = 0, hi = num_seqs - 1;
-  while (lo < hi) {
-    const int32_t mid = (lo + hi + 1) / 2;
-    if (query_start[mid] <= row) lo = mid; else hi = mid - 1;
-  }
-  return lo;
 }
 
 __device__ std::byte* PoolPage(std::byte* pool, size_t page_stride, int32_t page) {
@@ -428,7 +380,7 @@ absl::Status CheckQuantWriteKv(const QuantWriteKvParams& p) {
     return absl::InvalidArgumentError(
         StrCat("QuantWriteKv: ", CodecName(p.format.codec), " pages are written by KiviWriteKv"));
   }
-  RETURN_IF_ERROR(CheckPool("QuantWriteKv", p.pool, p.page_stride, p.num_pages, {p.format}));
+  RETURN_IF_ERROR(ValidatePagePool("QuantWriteKv", p.pool, p.page_stride, p.num_pages, {p.format}));
   if (p.num_tokens < 0 ||
       (p.num_tokens > 0 && (p.k == nullptr || p.v == nullptr || p.slots == nullptr))) {
     return absl::InvalidArgumentError("QuantWriteKv: null k, v or slots");
@@ -443,8 +395,8 @@ absl::Status CheckKiviWriteKv(const KiviWriteKvParams& p) {
     return absl::InvalidArgumentError(
         StrCat(op, ": needs kivi4 or kivi2 pages, got ", CodecName(p.format.codec)));
   }
-  RETURN_IF_ERROR(CheckResidualFormat(op, p.format, p.residual_format));
-  RETURN_IF_ERROR(CheckPool(op, p.pool, p.page_stride, p.num_pages, {p.format, p.residual_format}));
+  RETURN_IF_ERROR(ValidateResidualFormat(op, p.format, p.residual_format));
+  RETURN_IF_ERROR(ValidatePagePool(op, p.pool, p.page_stride, p.num_pages, {p.format, p.residual_format}));
   if (p.num_seqs < 0 || p.max_blocks_per_seq < 0 ||
       (p.num_seqs > 0 &&
        (p.query_start == nullptr || p.context_lens == nullptr || p.quant_before == nullptr ||
@@ -456,8 +408,8 @@ absl::Status CheckKiviWriteKv(const KiviWriteKvParams& p) {
 
 absl::Status CheckQuantPagedAttention(const QuantAttentionParams& p) {
   const char* op = "QuantPagedAttention";
-  RETURN_IF_ERROR(CheckResidualFormat(op, p.format, p.residual_format));
-  RETURN_IF_ERROR(CheckPool(op, p.pool, p.page_stride, p.num_pages, {p.format, p.residual_format}));
+  RETURN_IF_ERROR(ValidateResidualFormat(op, p.format, p.residual_format));
+  RETURN_IF_ERROR(ValidatePagePool(op, p.pool, p.page_stride, p.num_pages, {p.format, p.residual_format}));
   const bool f32_in_place =
       p.format.codec == KvCodec::kF32 || p.residual_format.codec == KvCodec::kF32;
   if (f32_in_place && (reinterpret_cast<uintptr_t>(p.pool) % alignof(float) != 0 ||

@@ -17,6 +17,7 @@
 
 #include "kernels/cuda/cuda_kernels.cuh"
 #include "kernels/device.h"
+#include "kernels/kernel_args.h"
 
 namespace strata::kernels {
 namespace cuda {
@@ -212,12 +213,12 @@ class CudaDevice final : public Device {
     return absl::OkStatus();
   }
   absl::Status AttentionScores(const AttentionScoresParams& p) override {
-    RETURN_IF_ERROR(CheckAttentionScores(p));
+    RETURN_IF_ERROR(ValidateScoresArgs(p));
     STRATA_CUDA_RETURN_IF_ERROR(LaunchAttentionScores(p, stream_));
     return absl::OkStatus();
   }
   absl::Status KvCompact(const KvCompactParams& p) override {
-    RETURN_IF_ERROR(CheckKvCompact(p));
+    RETURN_IF_ERROR(ValidateCompactArgs(p));
     STRATA_CUDA_RETURN_IF_ERROR(LaunchKvCompact(p, stream_));
     return absl::OkStatus();
   }

@@ -93,8 +93,6 @@ cudaError_t LaunchQuantPagedAttention(const QuantAttentionParams& p, int64_t num
 
 // cuda_sparsity.cu: H2O / SnapKV over the f32 paged KV pool (CPU twins in
 // kernels/cpu/cpu_sparsity.cc), one block per (sequence, kv head) each. Check* as above.
-absl::Status CheckAttentionScores(const AttentionScoresParams& p);
-absl::Status CheckKvCompact(const KvCompactParams& p);
 // scores [num_seqs, num_kv_heads, max_context]: zeroed, then summed softmax probabilities.
 cudaError_t LaunchAttentionScores(const AttentionScoresParams& p, cudaStream_t stream);
 // In place; a (sequence, kv head) writes only its kv head's rows of its first

@@ -12,35 +12,17 @@
 //     (token, channel) chunks of blockDim: read every source of the chunk, barrier, write.
 // Page ids, keep sets and the varlen metadata live in device memory: a block whose inputs the CPU
 // twin would reject with InvalidArgument writes nothing (it skips rather than touch memory out
-// of bounds). What the host can see is checked by CheckAttentionScores / CheckKvCompact.
+// of bounds). What the host can see is checked by kernels/kernel_args.h.
 #include <cmath>
 
 #include "kernels/cuda/cuda_kernels.cuh"
+#include "kernels/cuda/cuda_warp.cuh"
 
 namespace strata::kernels::cuda {
 namespace {
 
 constexpr int kThreads = 256;
-constexpr int kWarp = 32;
 constexpr int kWarps = kThreads / kWarp;
-
-// An f32 KV pool with pages, tokens, heads and a head dim (the CPU's ValidateKvPool).
-absl::Status CheckKvPool(const char* op, const KvPoolView& kv) {
-  if (kv.pool == nullptr || kv.num_pages <= 0 || kv.block_size <= 0 || kv.num_kv_heads <= 0 ||
-      kv.head_dim <= 0) {
-    return absl::InvalidArgumentError(
-        StrCat(op, ": bad KV pool (pages=", kv.num_pages, " block_size=", kv.block_size,
-               " kv_heads=", kv.num_kv_heads, " head_dim=", kv.head_dim, ")"));
-  }
-  return absl::OkStatus();
-}
-
-__device__ float WarpSum(float v) {
-  for (int offset = kWarp / 2; offset > 0; offset /= 2) {
-    v += __shfl_xor_sync(0xffffffffu, v, offset);
-  }
-  return v;
-}
 
 // Where a sequence's tokens live (the CPU's SeqPages): its block-table row and the pool's
 // strides, in floats.
@@ -207,36 +189,6 @@ __global__ void KvCompactKernel(KvCompactParams p) {
 }
 
 }  // namespace
-
-absl::Status CheckAttentionScores(const AttentionScoresParams& p) {
-  const char* op = "AttentionScores";
-  RETURN_IF_ERROR(CheckKvPool(op, p.kv));
-  const bool null_pointer = p.q == nullptr || p.query_start == nullptr ||
-                            p.context_lens == nullptr || p.block_tables == nullptr ||
-                            p.score_from == nullptr || p.scores == nullptr;
-  if (p.num_seqs < 0 || p.max_blocks_per_seq < 0 || p.max_context < 0 || p.num_q_heads <= 0 ||
-      p.num_q_heads % p.kv.num_kv_heads != 0 || (p.num_seqs > 0 && null_pointer)) {
-    return absl::InvalidArgumentError(
-        StrCat(op, ": bad arguments (num_seqs=", p.num_seqs, " q_heads=", p.num_q_heads,
-               " kv_heads=", p.kv.num_kv_heads, " max_context=", p.max_context,
-               null_pointer ? ", null pointer)" : ")"));
-  }
-  return absl::OkStatus();
-}
-
-absl::Status CheckKvCompact(const KvCompactParams& p) {
-  const char* op = "KvCompact";
-  RETURN_IF_ERROR(CheckKvPool(op, p.kv));
-  const bool null_pointer = p.block_tables == nullptr || p.keep == nullptr || p.num_keep == nullptr;
-  if (p.num_seqs < 0 || p.max_blocks_per_seq < 0 || p.max_keep < 0 ||
-      (p.num_seqs > 0 && null_pointer)) {
-    return absl::InvalidArgumentError(StrCat(op, ": bad arguments (num_seqs=", p.num_seqs,
-                                             " max_blocks_per_seq=", p.max_blocks_per_seq,
-                                             " max_keep=", p.max_keep,
-                                             null_pointer ? ", null pointer)" : ")"));
-  }
-  return absl::OkStatus();
-}
 
 cudaError_t LaunchAttentionScores(const AttentionScoresParams& p, cudaStream_t stream) {
   const int64_t items = static_cast<int64_t>(p.num_seqs) * p.kv.num_kv_heads;

@@ -1,0 +1,19 @@
+// Argument checks that need only the parameter structs (no reads of the arrays they point to),
+// shared by the CPU and CUDA backends so both reject the same calls with the same message. The
+// CPU twins go on to check the arrays' contents (page ids, varlen metadata), which on CUDA live
+// in device memory where the kernels skip what is out of range instead. Any thread.
+#pragma once
+
+#include "common/status.h"
+#include "kernels/device.h"
+
+namespace strata::kernels {
+
+// An f32 KV pool with pages, tokens, heads and a head dim; InvalidArgument naming `op` otherwise.
+absl::Status ValidateKvPool(const char* op, const KvPoolView& kv);
+// AttentionScores: a valid pool, non-negative sizes, GQA head counts, no null array.
+absl::Status ValidateScoresArgs(const AttentionScoresParams& p);
+// KvCompact: a valid pool, non-negative sizes, no null array.
+absl::Status ValidateCompactArgs(const KvCompactParams& p);
+
+}  // namespace strata::kernels
