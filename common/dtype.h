@@ -7,6 +7,8 @@
 #include <cstring>
 #include <string_view>
 
+#include "common/host_device.h"
+
 namespace strata {
 
 enum class DType : uint8_t { kF32, kF16, kBF16 };
@@ -21,16 +23,17 @@ inline std::string_view DTypeName(DType t) {
   return "?";
 }
 
-inline float Bf16ToF32(uint16_t h) {
+// The scalar conversions are STRATA_HD: the CUDA kernels (KV codecs) run these same definitions.
+STRATA_HD inline float Bf16ToF32(uint16_t h) {
   uint32_t bits = static_cast<uint32_t>(h) << 16;
   float f;
-  std::memcpy(&f, &bits, 4);
+  __builtin_memcpy(&f, &bits, 4);
   return f;
 }
 
-inline uint16_t F32ToBf16(float f) {
+STRATA_HD inline uint16_t F32ToBf16(float f) {
   uint32_t bits;
-  std::memcpy(&bits, &f, 4);
+  __builtin_memcpy(&bits, &f, 4);
   if ((bits & 0x7fffffffu) > 0x7f800000u) {
     // NaN: keep the payload's top bits (so every bf16 NaN round-trips); set the quiet bit only
     // when truncation would leave an all-zero mantissa, which would read as infinity.
@@ -41,7 +44,7 @@ inline uint16_t F32ToBf16(float f) {
   return static_cast<uint16_t>((bits + rounding) >> 16);
 }
 
-inline float F16ToF32(uint16_t h) {
+STRATA_HD inline float F16ToF32(uint16_t h) {
   uint32_t sign = static_cast<uint32_t>(h & 0x8000u) << 16;
   uint32_t exp = (h >> 10) & 0x1fu;
   uint32_t mant = h & 0x3ffu;
@@ -63,7 +66,7 @@ inline float F16ToF32(uint16_t h) {
     bits = sign | ((exp + 127 - 15) << 23) | (mant << 13);
   }
   float f;
-  std::memcpy(&f, &bits, 4);
+  __builtin_memcpy(&f, &bits, 4);
   return f;
 }
 

@@ -25,17 +25,14 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "common/dtype.h"
+#include "common/host_device.h"
 #include "kernels/kv_codec.h"
 
 #if !defined(__CUDA_ARCH__)
 #include <cmath>
 #endif
 
-#if defined(__CUDACC__)
-#define STRATA_HD __host__ __device__
-#else
-#define STRATA_HD
-#endif
 
 namespace strata::kernels::codec {
 
@@ -118,46 +115,12 @@ STRATA_HD inline uint32_t ShiftRne(uint32_t m, int shift) {
 
 // ---- Element conversions ------------------------------------------------------------------
 
-STRATA_HD inline float DecodeBf16(uint16_t code) {
-  return F32FromBits(static_cast<uint32_t>(code) << 16);
-}
-
-// Round-to-nearest-even. NaN keeps its payload's top bits (so every bf16 NaN round-trips); the
-// quiet bit is set only when truncation would leave an all-zero mantissa (infinity).
-STRATA_HD inline uint16_t EncodeBf16(float x) {
-  const uint32_t bits = F32Bits(x);
-  if ((bits & 0x7fffffffu) > 0x7f800000u) {
-    const uint16_t code = static_cast<uint16_t>(bits >> 16);
-    return (code & 0x7fu) != 0 ? code : static_cast<uint16_t>(code | 0x40u);
-  }
-  const uint32_t rounding = 0x7fffu + ((bits >> 16) & 1u);
-  return static_cast<uint16_t>((bits + rounding) >> 16);
-}
-
-// IEEE binary16 to f32, exact (subnormals renormalised, NaN payload kept).
-STRATA_HD inline float DecodeFp16(uint16_t code) {
-  const uint32_t sign = static_cast<uint32_t>(code & 0x8000u) << 16;
-  const uint32_t exp = (code >> 10) & 0x1fu;
-  uint32_t mant = code & 0x3ffu;
-  uint32_t bits;
-  if (exp == 0) {
-    if (mant == 0) {
-      bits = sign;
-    } else {  // subnormal: renormalise
-      int e = -1;
-      do {
-        ++e;
-        mant <<= 1;
-      } while ((mant & 0x400u) == 0);
-      bits = sign | (static_cast<uint32_t>(127 - 15 - e) << 23) | ((mant & 0x3ffu) << 13);
-    }
-  } else if (exp == 31) {
-    bits = sign | 0x7f800000u | (mant << 13);
-  } else {
-    bits = sign | ((exp + 127 - 15) << 23) | (mant << 13);
-  }
-  return F32FromBits(bits);
-}
+// bf16 and IEEE binary16 decode / bf16 encode are common/dtype.h's (the weights' conversions):
+// bf16 round-to-nearest-even keeps a NaN's top payload bits (so every bf16 NaN round-trips), f16
+// decode is exact (subnormals renormalised, NaN payload kept).
+STRATA_HD inline float DecodeBf16(uint16_t code) { return Bf16ToF32(code); }
+STRATA_HD inline uint16_t EncodeBf16(float x) { return F32ToBf16(x); }
+STRATA_HD inline float DecodeFp16(uint16_t code) { return F16ToF32(code); }
 
 // f32 to IEEE binary16, round-to-nearest-even: overflow to inf, subnormals, NaN payload kept.
 STRATA_HD inline uint16_t EncodeFp16(float x) {
