@@ -18,6 +18,7 @@
 
 #include "gtest/gtest.h"
 #include "kernels/device.h"
+#include "tests/gpu/cuda_fixture.h"
 #include "kernels/kv_codec.h"
 #include "tests/kernels/random_tensors.h"
 
@@ -69,55 +70,13 @@ size_t StrideFor(const KvPageFormat& a, const KvPageFormat& b, bool aligned) {
   return aligned ? bytes + 4 : bytes + 3;
 }
 
-class CudaCodecParityTest : public testing::Test {
- protected:
-  void SetUp() override {
-    auto cuda = MakeCudaDevice(0);
-    if (!cuda.ok()) GTEST_SKIP() << cuda.status().message();
-    cuda_ = std::move(cuda).value();
-    auto cpu = MakeCpuDevice({.threads = 2});
-    ASSERT_TRUE(cpu.ok()) << cpu.status();
-    cpu_ = std::move(cpu).value();
-  }
-
-  // A device buffer holding `host`; kept alive until the test ends.
-  template <typename T>
-  T* Upload(const std::vector<T>& host) {
-    auto buffer = cuda_->Allocate(host.size() * sizeof(T));
-    EXPECT_TRUE(buffer.ok()) << buffer.status();
-    EXPECT_TRUE(cuda_->CopyToDevice((*buffer)->data(), host.data(), host.size() * sizeof(T)).ok());
-    buffers_.push_back(std::move(buffer).value());
-    return buffers_.back()->as<T>();
-  }
-
-  template <typename T>
-  std::vector<T> Download(const T* device_ptr, size_t n) {
-    std::vector<T> host(n);
-    EXPECT_TRUE(cuda_->Synchronize().ok());
-    EXPECT_TRUE(cuda_->CopyToHost(host.data(), device_ptr, n * sizeof(T)).ok());
-    return host;
-  }
-
-  std::unique_ptr<Device> cuda_;
-  std::unique_ptr<Device> cpu_;
-  std::vector<std::unique_ptr<Buffer>> buffers_;
-};
+using CudaCodecParityTest = CudaFixture;
 
 void ExpectBytesEqual(const std::vector<std::byte>& cpu, const std::vector<std::byte>& gpu,
                       size_t stride) {
   ASSERT_EQ(cpu.size(), gpu.size());
   for (size_t i = 0; i < cpu.size(); ++i) {
     ASSERT_EQ(cpu[i], gpu[i]) << "page " << i / stride << " byte " << i % stride;
-  }
-}
-
-// The GPU output is NaN-free (it was poisoned with NaN) and within rel * |cpu| + abs of the CPU's.
-void ExpectClose(const std::vector<float>& cpu, const std::vector<float>& gpu, double rel,
-                 double abs) {
-  ASSERT_EQ(cpu.size(), gpu.size());
-  for (size_t i = 0; i < cpu.size(); ++i) {
-    ASSERT_FALSE(std::isnan(gpu[i])) << "element " << i;
-    ASSERT_NEAR(gpu[i], cpu[i], rel * std::abs(cpu[i]) + abs) << "element " << i;
   }
 }
 

@@ -12,51 +12,13 @@
 #include "common/dtype.h"
 #include "gtest/gtest.h"
 #include "kernels/device.h"
+#include "tests/gpu/cuda_fixture.h"
 #include "tests/kernels/random_tensors.h"
 
 namespace strata::kernels {
 namespace {
 
-class CudaParityTest : public testing::Test {
- protected:
-  void SetUp() override {
-    auto cuda = MakeCudaDevice(0);
-    if (!cuda.ok()) GTEST_SKIP() << cuda.status().message();
-    cuda_ = std::move(cuda).value();
-    auto cpu = MakeCpuDevice({.threads = 2});
-    ASSERT_TRUE(cpu.ok()) << cpu.status();
-    cpu_ = std::move(cpu).value();
-  }
-
-  // A device buffer holding `host`; kept alive until the test ends.
-  template <typename T>
-  T* Upload(const std::vector<T>& host) {
-    auto buffer = cuda_->Allocate(host.size() * sizeof(T));
-    EXPECT_TRUE(buffer.ok()) << buffer.status();
-    EXPECT_TRUE(cuda_->CopyToDevice((*buffer)->data(), host.data(), host.size() * sizeof(T)).ok());
-    buffers_.push_back(std::move(buffer).value());
-    return buffers_.back()->as<T>();
-  }
-
-  std::vector<float> Download(const float* device_ptr, size_t n) {
-    std::vector<float> host(n);
-    EXPECT_TRUE(cuda_->Synchronize().ok());
-    EXPECT_TRUE(cuda_->CopyToHost(host.data(), device_ptr, n * sizeof(float)).ok());
-    return host;
-  }
-
-  std::unique_ptr<Device> cuda_;
-  std::unique_ptr<Device> cpu_;
-  std::vector<std::unique_ptr<Buffer>> buffers_;
-};
-
-void ExpectClose(const std::vector<float>& cpu, const std::vector<float>& gpu, double rel,
-                 double abs) {
-  ASSERT_EQ(cpu.size(), gpu.size());
-  for (size_t i = 0; i < cpu.size(); ++i) {
-    ASSERT_NEAR(gpu[i], cpu[i], rel * std::abs(cpu[i]) + abs) << "element " << i;
-  }
-}
+using CudaParityTest = CudaFixture;
 
 TEST_F(CudaParityTest, AllocationIsZeroedAndCopiesRoundTrip) {
   const std::vector<float> zeros(1000, 0.0f), data = Random(1000, 1);
