@@ -112,6 +112,13 @@ class FakeDevice : public PageIo {
     return absl::OkStatus();
   }
 
+  // Host-tier arenas come from here (on CUDA: page-locked memory); counted.
+  absl::StatusOr<std::unique_ptr<kernels::Buffer>> AllocateHost(size_t bytes) override {
+    host_bytes_allocated_ += static_cast<int64_t>(bytes);
+    return kernels::AllocateHostBuffer(bytes);
+  }
+  int64_t host_bytes_allocated() const { return host_bytes_allocated_; }
+
   // The next `n` ReadPage/WritePage calls fail.
   void FailNext(int n = 1) { fail_next_ = n; }
   void FailNextWrite(int n = 1) { fail_next_write_ = n; }
@@ -153,6 +160,7 @@ class FakeDevice : public PageIo {
   int fail_next_write_ = 0;
   int reads_ = 0;
   int writes_ = 0;
+  int64_t host_bytes_allocated_ = 0;
 };
 
 // Waits (bounded) until `done()`; false on time-out.

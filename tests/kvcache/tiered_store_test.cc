@@ -89,6 +89,9 @@ TEST_F(TieredStoreTest, DemoteThenLoadToDeviceIsByteExactIntoOtherPages) {
   const TierStats s = store_->stats();
   EXPECT_EQ(s.device_to_host_bytes, kBlockBytes);
   EXPECT_EQ(s.host_to_device_bytes, 2 * kBlockBytes);
+  // The host tier's memory came from the PageIo (the device's page-locked memory on CUDA), in
+  // one arena for these four small slots, allocated when the first block was demoted.
+  EXPECT_EQ(dev_.host_bytes_allocated(), 4 * kBlockBytes);
   EXPECT_EQ(s.host_slots, 4);
   EXPECT_EQ(s.host_used, 1);
   EXPECT_EQ(s.disk_records, 0);
