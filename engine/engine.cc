@@ -109,7 +109,7 @@ absl::Status Engine::InitPools(int64_t max_len) {
   for (int32_t p = 1; p < runner_->num_pools(); ++p) {
     const kvcache::KvLayout& layout = runner_->pool_layout(p);
     const KvPoolSpec& spec = config_.codec_pools[p - 1];
-    const int64_t residual = layout.kivi() ? layout.ResidualPages(kvcache::kMaxKiviResidualTokens) : 0;
+    const int64_t residual = layout.kivi() ? layout.ResidualPages(spec.max_residual_tokens) : 0;
     const int64_t need = (layout.BlocksFor(max_len) + residual) * layout.num_layers;
     if (spec.num_pages < need) {
       return absl::InvalidArgumentError(StrCat(
@@ -199,11 +199,14 @@ absl::Status Engine::CheckKvAccess(const kvcache::KvAccess& a) const {
         StrCat("sparsity needs the fp32 codec and a budget that holds its recent and "
                "observation windows (codec ", codec, ", budget ", sp.Budget(), ")"));
   }
+  const int32_t pool = *PoolOf(a.codec);
+  const int32_t max_residual =
+      pool == 0 ? 0 : config_.codec_pools[pool - 1].max_residual_tokens;
   if (kivi != (a.residual_tokens > 0) || a.residual_tokens % kernels::kKiviGroupTokens != 0 ||
-      a.residual_tokens > kvcache::kMaxKiviResidualTokens) {
+      a.residual_tokens > max_residual) {
     return absl::InvalidArgumentError(
         StrCat("residual_tokens ", a.residual_tokens, " does not suit codec ", codec,
-               " (KIVI: a multiple of 32 in [32, ", kvcache::kMaxKiviResidualTokens, "]; others: 0)"));
+               " (KIVI: a multiple of 32 in [32, ", max_residual, "]; others: 0)"));
   }
   return absl::OkStatus();
 }

@@ -29,6 +29,9 @@ struct KvPoolSpec {
   kernels::KvCodec codec = kernels::KvCodec::kBf16;
   int32_t block_size = 16;  // a multiple of 32 for KIVI
   int32_t num_pages = 0;
+  // KIVI: the largest residual window a request in this pool may ask for (the pool must hold
+  // one max_model_len sequence with it; requests asking for more are refused).
+  int32_t max_residual_tokens = kvcache::kMaxKiviResidualTokens;
 };
 
 struct RunnerConfig {

@@ -55,6 +55,16 @@ std::vector<kernels::KvCodec> ExtraCodecs(const Config& c) {
   return {codecs.begin(), codecs.end()};
 }
 
+// The largest KIVI residual window the policies of `codec` ask for (0 for other codecs): what
+// the codec's pool must make room for.
+int32_t MaxResidualTokens(const Config& c, kernels::KvCodec codec) {
+  int64_t most = 0;
+  for (const auto& [name, policy] : c.policies) {
+    if (*kernels::ParseCodec(policy.codec) == codec) most = std::max(most, policy.residual_tokens);
+  }
+  return static_cast<int32_t>(most);
+}
+
 bool UsesFp32(const Config& c) {
   return std::any_of(c.policies.begin(), c.policies.end(),
                      [](const auto& e) { return e.second.codec == "fp32"; });
@@ -90,7 +100,8 @@ void CarvePools(const Config& c, const engine::Model& model, engine::EngineConfi
     const int64_t pages = share / static_cast<int64_t>(l.PageBytes());
     e->codec_pools.push_back({.codec = codec, .block_size = l.block_size,
                               .num_pages = static_cast<int32_t>(
-                                  std::min<int64_t>(pages, INT32_MAX))});
+                                  std::min<int64_t>(pages, INT32_MAX)),
+                              .max_residual_tokens = MaxResidualTokens(c, codec)});
   }
 }
 

@@ -157,6 +157,35 @@ TEST(KvCodecEngineErrors, APoolThatCannotHoldOneSequenceIsRefused) {
       << e.status();
 }
 
+// A KIVI pool needs room for its policies' largest window only: sized for one max_model_len
+// sequence with a 64-token window (too small for the 512-token limit), it starts, serves that
+// window, and refuses a request asking for more, naming the pool's limit.
+TEST(KvCodecEngineErrors, AKiviPoolIsSizedForItsPoliciesWindowAndRefusesLargerOnes) {
+  const Model* model = SharedModel();
+  if (model == nullptr) GTEST_SKIP() << kStoriesDir << " is absent";
+  kvcache::KvLayout l{.num_layers = static_cast<int32_t>(model->config.num_layers),
+                      .num_kv_heads = static_cast<int32_t>(model->config.num_kv_heads),
+                      .head_dim = static_cast<int32_t>(model->config.head_dim),
+                      .block_size = BlockSize(KvCodec::kKivi4)};
+  l.codec = KvCodec::kKivi4;
+  const auto pages_for = [&](int32_t window) {
+    return static_cast<int32_t>((l.BlocksFor(512) + l.ResidualPages(window)) * l.num_layers);
+  };
+  ASSERT_LT(pages_for(64), pages_for(kvcache::kMaxKiviResidualTokens));
+  EngineConfig c = CodecConfig(KvCodec::kKivi4, pages_for(64));
+  c.codec_pools[0].max_residual_tokens = 64;
+  auto e = Engine::Create(*model, c);
+  ASSERT_TRUE(e.ok()) << e.status();
+  const absl::Status s =
+      (*e)->Submit(Policy(Greedy({1, 5, 9}, 4), {KvCodec::kKivi4, 128})).status();
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("in [32, 64]"), std::string::npos) << s;
+  Output ok = RunOne(**e, Policy(Greedy({1, 5, 9}, 4), {KvCodec::kKivi4, 64}));
+  EXPECT_EQ(ok.finish_reason, "length");
+  c.codec_pools[0].max_residual_tokens = kvcache::kMaxKiviResidualTokens;  // the old rule
+  EXPECT_FALSE(Engine::Create(*model, c).ok());
+}
+
 // Through the scheduler and StepBatch, step by step: a KIVI sequence holds exactly its
 // quantized blocks (folded a whole window at a time) plus its residual pages, and a per-token
 // codec exactly the blocks of its tokens; pages x page bytes is the layout's bytes per token.
