@@ -186,7 +186,8 @@ Engine::~Engine() {
 
 absl::Status Engine::CheckKvAccess(const kvcache::KvAccess& a) const {
   const std::string_view codec = kernels::CodecName(a.codec);
-  if (!PoolOf(a.codec)) {
+  const std::optional<int32_t> pool = PoolOf(a.codec);
+  if (!pool) {
     return absl::InvalidArgumentError(
         StrCat("no KV pool holds codec ", codec, ": no policy of the config names it"));
   }
@@ -199,9 +200,8 @@ absl::Status Engine::CheckKvAccess(const kvcache::KvAccess& a) const {
         StrCat("sparsity needs the fp32 codec and a budget that holds its recent and "
                "observation windows (codec ", codec, ", budget ", sp.Budget(), ")"));
   }
-  const int32_t pool = *PoolOf(a.codec);
   const int32_t max_residual =
-      pool == 0 ? 0 : config_.codec_pools[pool - 1].max_residual_tokens;
+      *pool == 0 ? 0 : config_.codec_pools[*pool - 1].max_residual_tokens;
   if (kivi != (a.residual_tokens > 0) || a.residual_tokens % kernels::kKiviGroupTokens != 0 ||
       a.residual_tokens > max_residual) {
     return absl::InvalidArgumentError(

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "kernels/cpu/cpu_simd.h"
+#include "kernels/row_argmax.h"
 
 namespace strata::engine {
 namespace {
@@ -292,41 +293,7 @@ double Sampler::NextUniform() { return static_cast<double>(rng_() >> 11) * 0x1.0
 
 int32_t Sampler::Argmax(std::span<const float> logits) {
   CHECK(!logits.empty());
-  // Per-lane running maxima (strict >: each lane keeps its first occurrence), so the loop
-  // vectorises; the lanes are merged with the lowest index winning ties.
-  constexpr size_t kLanes = 16;
-  float lane_max[kLanes];
-  int32_t lane_index[kLanes];
-  std::fill(lane_max, lane_max + kLanes, kNegInf);
-  std::fill(lane_index, lane_index + kLanes, 0);
-  const float* x = logits.data();
-  const size_t n = logits.size();
-  size_t i = 0;
-  for (; i + kLanes <= n; i += kLanes) {
-#pragma omp simd
-    for (size_t j = 0; j < kLanes; ++j) {
-      const bool greater = x[i + j] > lane_max[j];
-      lane_max[j] = greater ? x[i + j] : lane_max[j];
-      lane_index[j] = greater ? static_cast<int32_t>(i + j) : lane_index[j];
-    }
-  }
-  int32_t best = 0;
-  float best_value = kNegInf;
-  for (size_t j = 0; j < kLanes; ++j) {
-    const bool better = lane_max[j] > best_value || (lane_max[j] == best_value &&
-                                                     lane_max[j] > kNegInf && lane_index[j] < best);
-    if (better) {
-      best_value = lane_max[j];
-      best = lane_index[j];
-    }
-  }
-  for (; i < n; ++i) {
-    if (x[i] > best_value) {
-      best_value = x[i];
-      best = static_cast<int32_t>(i);
-    }
-  }
-  return best;
+  return kernels::RowArgmax(logits.data(), logits.size());
 }
 
 void Sampler::ApplyPenalties(const SamplingParams& params, std::span<float> logits,

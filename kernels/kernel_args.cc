@@ -40,4 +40,35 @@ absl::Status ValidateCompactArgs(const KvCompactParams& p) {
   return absl::OkStatus();
 }
 
+// Page ids [0, num_pages) of page_stride bytes each hold a page of every one of `formats`.
+absl::Status ValidatePagePool(const char* op, const std::byte* pool, size_t page_stride,
+                              int32_t num_pages, std::initializer_list<KvPageFormat> formats) {
+  if (num_pages < 0 || (num_pages > 0 && pool == nullptr)) {
+    return absl::InvalidArgumentError(StrCat(op, ": bad pool (", num_pages, " pages)"));
+  }
+  for (const KvPageFormat& f : formats) {
+    RETURN_IF_ERROR(f.Validate());
+    if (page_stride < f.PageBytes()) {
+      return absl::InvalidArgumentError(StrCat(op, ": page stride ", page_stride, " < ",
+                                               f.PageBytes(), " bytes of a ", CodecName(f.codec),
+                                               " page of ", f.block_size, " tokens"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+// The residual pages' format: fp32 or bf16, with the quantized pages' heads and head_dim.
+absl::Status ValidateResidualFormat(const char* op, const KvPageFormat& format,
+                                    const KvPageFormat& residual) {
+  RETURN_IF_ERROR(residual.Validate());
+  if ((residual.codec != KvCodec::kF32 && residual.codec != KvCodec::kBf16) ||
+      residual.num_kv_heads != format.num_kv_heads || residual.head_dim != format.head_dim) {
+    return absl::InvalidArgumentError(StrCat(op, ": residual pages must be fp32 or bf16 with ",
+                                             format.num_kv_heads, "x", format.head_dim,
+                                             " heads, got ", CodecName(residual.codec), " ",
+                                             residual.num_kv_heads, "x", residual.head_dim));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace strata::kernels

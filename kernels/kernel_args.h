@@ -4,6 +4,8 @@
 // in device memory where the kernels skip what is out of range instead. Any thread.
 #pragma once
 
+#include <initializer_list>
+
 #include "common/status.h"
 #include "kernels/device.h"
 
@@ -15,5 +17,13 @@ absl::Status ValidateKvPool(const char* op, const KvPoolView& kv);
 absl::Status ValidateScoresArgs(const AttentionScoresParams& p);
 // KvCompact: a valid pool, non-negative sizes, no null array.
 absl::Status ValidateCompactArgs(const KvCompactParams& p);
+
+// KV codec pools (kernels/kv_codec.h): page ids [0, num_pages) of page_stride bytes each must
+// hold a page of every one of `formats`; a KIVI residual must be fp32 or bf16 with the quantized
+// pages' heads and head_dim. InvalidArgument naming `op` otherwise.
+absl::Status ValidatePagePool(const char* op, const std::byte* pool, size_t page_stride,
+                              int32_t num_pages, std::initializer_list<KvPageFormat> formats);
+absl::Status ValidateResidualFormat(const char* op, const KvPageFormat& format,
+                                    const KvPageFormat& residual);
 
 }  // namespace strata::kernels

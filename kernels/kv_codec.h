@@ -37,7 +37,6 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <initializer_list>
 #include <optional>
 #include <span>
 #include <string_view>
@@ -119,14 +118,6 @@ absl::Status DecodePage(const KvPageFormat& format, std::span<const std::byte> p
 // 0 <= kv_head < num_kv_heads.
 void DecodeHeadRows(const KvPageFormat& format, const std::byte* page, int32_t kv_head,
                     int32_t count, float* k_rows, float* v_rows);
-
-// Argument checks shared by the CPU and CUDA codec kernels (InvalidArgument naming `op`):
-// page ids [0, num_pages) of page_stride bytes each must hold a page of every one of `formats`,
-// and a KIVI residual must be fp32 or bf16 with the quantized pages' heads and head_dim.
-absl::Status ValidatePagePool(const char* op, const std::byte* pool, size_t page_stride,
-                              int32_t num_pages, std::initializer_list<KvPageFormat> formats);
-absl::Status ValidateResidualFormat(const char* op, const KvPageFormat& format,
-                                    const KvPageFormat& residual);
 
 // Causal GQA attention over pages in a KV codec (PagedAttentionParams semantics). All pages live
 // in one pool of fixed-stride pages: page p starts at pool + p * page_stride. Sequence s reads

@@ -430,4 +430,40 @@ STRATA_HD inline void EncodeHalfOrF32(KvCodec codec, std::byte* row, int32_t c, 
   }
 }
 
+// ---- KiviWriteKv's per-sequence step ------------------------------------------------------
+
+// Sequence s of a KiviWriteKvParams call (kernels/kv_codec.h): token counts before and after
+// the step, where its new rows and block-table row are, and the table entries its residual
+// pages take (old residual on entry, new residual on return).
+struct KiviStep {
+  int32_t n_old = 0, context_len = 0, quant_before = 0, quant_after = 0;
+  int64_t first_row = 0;           // of its new rows in k, v
+  const int32_t* table = nullptr;  // its block-table row (after the step)
+  int32_t residual_entry = 0;      // entry of its first residual page: ceil(quant_after / B)
+  int32_t num_residual = 0;        // residual entries: enough for the old and the new residual
+};
+
+// Fills `st` for sequence s with q_len new rows. False when its quantized counts break the
+// rules (multiples of 32, quant_before <= old tokens, quant_before <= quant_after <= context).
+STRATA_HD inline bool MakeKiviStep(const KiviWriteKvParams& p, int32_t s, int32_t q_len,
+                                   KiviStep& st) {
+  st.context_len = p.context_lens[s];
+  st.n_old = st.context_len - q_len;
+  st.quant_before = p.quant_before[s];
+  st.quant_after = p.quant_after[s];
+  st.first_row = p.query_start[s];
+  st.table = p.block_tables + s * static_cast<int64_t>(p.max_blocks_per_seq);
+  if (st.quant_before < 0 || st.quant_before % kKiviGroupTokens != 0 ||
+      st.quant_after % kKiviGroupTokens != 0 || st.quant_before > st.n_old ||
+      st.quant_after < st.quant_before || st.quant_after > st.context_len) {
+    return false;
+  }
+  const int32_t bs = p.format.block_size, rbs = p.residual_format.block_size;
+  st.residual_entry = (st.quant_after + bs - 1) / bs;
+  const int32_t old_residual = (st.n_old - st.quant_before + rbs - 1) / rbs;
+  const int32_t new_residual = (st.context_len - st.quant_after + rbs - 1) / rbs;
+  st.num_residual = old_residual > new_residual ? old_residual : new_residual;
+  return true;
+}
+
 }  // namespace strata::kernels::codec

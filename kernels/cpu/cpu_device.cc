@@ -46,7 +46,9 @@ class HostBuffer final : public Buffer {
   size_t mapped_bytes_;  // 0 when the memory came from aligned_alloc
 };
 
-absl::StatusOr<std::unique_ptr<Buffer>> AllocateHostMemory(size_t bytes) {
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Buffer>> AllocateHostBuffer(size_t bytes) {
   const size_t rounded = (std::max<size_t>(bytes, 1) + kAlignment - 1) / kAlignment * kAlignment;
   if (rounded >= kMmapThresholdBytes) {
     void* p = mmap(nullptr, rounded, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -64,6 +66,8 @@ absl::StatusOr<std::unique_ptr<Buffer>> AllocateHostMemory(size_t bytes) {
   return std::make_unique<HostBuffer>(p, bytes, 0);
 }
 
+namespace {
+
 class CpuDevice final : public Device {
  public:
   explicit CpuDevice(int threads) : threads_(threads), gemm_({.threads = threads}) {}
@@ -71,10 +75,10 @@ class CpuDevice final : public Device {
   std::string name() const override { return "cpu"; }
   bool host_visible() const override { return true; }
   absl::StatusOr<std::unique_ptr<Buffer>> Allocate(size_t bytes) override {
-    return AllocateHostMemory(bytes);
+    return AllocateHostBuffer(bytes);
   }
   absl::StatusOr<std::unique_ptr<Buffer>> AllocateHost(size_t bytes) override {
-    return AllocateHostMemory(bytes);
+    return AllocateHostBuffer(bytes);
   }
   absl::Status CopyToDevice(void* dst, const void* host_src, size_t bytes) override {
     if (bytes > 0) std::memcpy(dst, host_src, bytes);
@@ -119,10 +123,6 @@ class CpuDevice final : public Device {
 };
 
 }  // namespace
-
-absl::StatusOr<std::unique_ptr<Buffer>> AllocateHostBuffer(size_t bytes) {
-  return AllocateHostMemory(bytes);
-}
 
 absl::StatusOr<std::unique_ptr<Device>> MakeCpuDevice(const CpuDeviceConfig& config) {
   if (config.threads < 0) {

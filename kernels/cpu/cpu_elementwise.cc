@@ -2,11 +2,11 @@
 // spread over OpenMP threads; a region is only opened when there is enough work to pay for it.
 #include <cmath>
 #include <cstdint>
-#include <limits>
 #include <vector>
 
 #include "kernels/cpu/cpu_kernels.h"
 #include "kernels/cpu/cpu_simd.h"
+#include "kernels/row_argmax.h"
 
 namespace strata::kernels::cpu {
 namespace {
@@ -169,16 +169,7 @@ absl::Status Argmax(const ArgmaxParams& p, int threads) {
   }
 #pragma omp parallel for num_threads(ThreadsFor(p.rows * p.cols, threads))
   for (int64_t r = 0; r < p.rows; ++r) {
-    const float* x = p.logits + r * p.cols;
-    float best = -std::numeric_limits<float>::infinity();
-    int32_t index = 0;
-    for (int64_t i = 0; i < p.cols; ++i) {
-      if (x[i] > best) {  // strict: the first of equal values stays; NaN compares false
-        best = x[i];
-        index = static_cast<int32_t>(i);
-      }
-    }
-    p.out[r] = index;
+    p.out[r] = RowArgmax(p.logits + r * p.cols, static_cast<size_t>(p.cols));
   }
   return absl::OkStatus();
 }

@@ -28,6 +28,7 @@
 
 #include "kernels/cpu/cpu_attention_math.h"
 #include "kernels/cpu/cpu_kernels.h"
+#include "kernels/kv_codec_math.h"
 
 namespace strata::kernels::cpu {
 namespace {
@@ -149,13 +150,7 @@ PageRows ReadPage(const QuantAttentionParams& p, const KvPageFormat& f, int32_t 
 
 // ---- KiviWriteKv ----------------------------------------------------------------------------
 
-// One sequence's KiviWriteKv step.
-struct KiviStep {
-  int32_t n_old = 0, context_len = 0, quant_before = 0, quant_after = 0;
-  int64_t first_row = 0;           // of its new rows in k, v
-  const int32_t* table = nullptr;  // its block-table row (after the step)
-  int64_t residual_entry = 0;      // entry of its first residual page: ceil(quant_after / B)
-};
+using codec::KiviStep;
 
 absl::Status ValidateKiviWriteShape(const KiviWriteKvParams& p) {
   const char* op = "KiviWriteKv";
@@ -181,28 +176,17 @@ absl::StatusOr<KiviStep> KiviStepOf(const KiviWriteKvParams& p, int32_t s) {
   const char* op = "KiviWriteKv";
   ASSIGN_OR_RETURN(const int32_t q_len, QueryRows(op, p.query_start, p.context_lens, s));
   KiviStep st;
-  st.context_len = p.context_lens[s];
-  st.n_old = st.context_len - q_len;
-  st.quant_before = p.quant_before[s];
-  st.quant_after = p.quant_after[s];
-  st.first_row = p.query_start[s];
-  st.table = p.block_tables + s * static_cast<int64_t>(p.max_blocks_per_seq);
-  if (st.quant_before < 0 || st.quant_before % kKiviGroupTokens != 0 ||
-      st.quant_after % kKiviGroupTokens != 0 || st.quant_before > st.n_old ||
-      st.quant_after < st.quant_before || st.quant_after > st.context_len) {
+  if (!codec::MakeKiviStep(p, s, q_len, st)) {
     return absl::InvalidArgumentError(StrCat(op, ": sequence ", s, " quantized ", st.quant_before,
                                              " -> ", st.quant_after, " tokens with ", st.n_old,
                                              " -> ", st.context_len, " (multiples of 32, ",
                                              "before <= old tokens, after <= context)"));
   }
-  const int64_t bs = p.format.block_size, rbs = p.residual_format.block_size;
-  st.residual_entry = CeilDiv(st.quant_after, bs);
-  const int64_t num_residual = std::max(CeilDiv(st.n_old - st.quant_before, rbs),
-                                        CeilDiv(st.context_len - st.quant_after, rbs));
+  const int64_t bs = p.format.block_size;
   RETURN_IF_ERROR(ValidateEntries(op, st.table, s, st.quant_before / bs, st.residual_entry,
                                   p.max_blocks_per_seq, p.num_pages));
   RETURN_IF_ERROR(ValidateEntries(op, st.table, s, st.residual_entry,
-                                  st.residual_entry + num_residual, p.max_blocks_per_seq,
+                                  st.residual_entry + st.num_residual, p.max_blocks_per_seq,
                                   p.num_pages));
   return st;
 }

@@ -113,14 +113,12 @@ __global__ void PagedAttentionKernel(PagedAttentionParams p, int64_t num_rows, i
     float dot = 0.0f;
     for (int32_t c = lane; c < d; c += kWarp) dot += q[c] * k[c];
     const float score = WarpSum(dot) * p.scale;
-    const float m_new = fmaxf(m, score);
-    const float correction = expf(m - m_new), w = expf(score - m_new);
-    l = l * correction + w;
+    float w;
+    const float correction = OnlineSoftmaxStep(score, m, l, w);
     for (int i = 0; i < kMaxPerLane; ++i) {
       const int32_t c = lane + i * kWarp;
       if (c < d) acc[i] = acc[i] * correction + w * v[c];
     }
-    m = m_new;
   }
   if (num_splits == 1) {
     float* out = p.out + (t.row * p.num_q_heads + t.qh) * d;

@@ -20,6 +20,7 @@
 
 #include "kernels/cuda/cuda_kernels.cuh"
 #include "kernels/cuda/cuda_warp.cuh"
+#include "kernels/kernel_args.h"
 #include "kernels/kv_codec_math.h"
 
 namespace strata::kernels::cuda {
@@ -36,8 +37,6 @@ constexpr unsigned kFoldSplit = 8;  // fold blocks per (sequence, kv head), stri
 int64_t CeilDivHost(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 // ---- Device helpers -----------------------------------------------------------------------
-
-__device__ int32_t CeilDiv(int32_t a, int32_t b) { return (a + b - 1) / b; }
 
 // The max of the lanes' partial max-abs values (never NaN), on every lane.
 __device__ float WarpAbsMax(float v) {
@@ -106,13 +105,7 @@ __global__ void QuantWriteKvKernel(QuantWriteKvParams p) {
 
 // ---- KiviWriteKv --------------------------------------------------------------------------
 
-// One sequence's step (the CPU's KiviStep).
-struct KiviStep {
-  int32_t n_old, context_len, quant_before, quant_after;
-  int64_t first_row;            // of its new rows in k, v
-  const int32_t* table;         // its block-table row (after the step)
-  int32_t residual_entry;       // entry of its first residual page: ceil(quant_after / B)
-};
+using codec::KiviStep;
 
 // Sequence s's step, or false where the CPU's KiviStepOf (or its null k / v check) fails. Every
 // calling thread gets the same answer; the `index` of `count` threads split the page-id checks,
@@ -122,22 +115,9 @@ __device__ bool KiviStepOf(const KiviWriteKvParams& p, int32_t s, KiviStep& st, 
   bad_entry = false;
   const int32_t q_len = QueryRows(p.query_start, p.context_lens, s);
   if (q_len < 0 || (q_len > 0 && (p.k == nullptr || p.v == nullptr))) return false;
-  st.context_len = p.context_lens[s];
-  st.n_old = st.context_len - q_len;
-  st.quant_before = p.quant_before[s];
-  st.quant_after = p.quant_after[s];
-  st.first_row = p.query_start[s];
-  st.table = p.block_tables + s * static_cast<int64_t>(p.max_blocks_per_seq);
-  if (st.quant_before < 0 || st.quant_before % kKiviGroupTokens != 0 ||
-      st.quant_after % kKiviGroupTokens != 0 || st.quant_before > st.n_old ||
-      st.quant_after < st.quant_before || st.quant_after > st.context_len) {
-    return false;
-  }
-  const int32_t bs = p.format.block_size, rbs = p.residual_format.block_size;
-  st.residual_entry = CeilDiv(st.quant_after, bs);
-  const int32_t num_residual = max(CeilDiv(st.n_old - st.quant_before, rbs),
-                                   CeilDiv(st.context_len - st.quant_after, rbs));
-  const int64_t end = static_cast<int64_t>(st.residual_entry) + num_residual;
+  if (!codec::MakeKiviStep(p, s, q_len, st)) return false;
+  const int32_t bs = p.format.block_size;
+  const int64_t end = static_cast<int64_t>(st.residual_entry) + st.num_residual;
   if (end > p.max_blocks_per_seq) return false;
   bad_entry = AnyBadEntry(st.table, st.quant_before / bs, end, p.num_pages, index, count);
   return true;
@@ -347,9 +327,8 @@ __global__ void QuantAttentionKernel(QuantAttentionParams p, int64_t num_rows) {
         if (c < d) dot += q_reg[i] * codec::DecodeElement(f, page, KvSide::kKey, j, kv_head, c);
       }
       const float score = WarpSum(dot) * p.scale;
-      const float m_new = fmaxf(m, score);
-      const float correction = expf(m - m_new), w = expf(score - m_new);
-      l = l * correction + w;
+      float w;
+      const float correction = OnlineSoftmaxStep(score, m, l, w);
       for (int i = 0; i < kMaxPerLane; ++i) {
         const int32_t c = lane + i * kWarp;
         if (c < d) {
@@ -357,7 +336,6 @@ __global__ void QuantAttentionKernel(QuantAttentionParams p, int64_t num_rows) {
                    w * codec::DecodeElement(f, page, KvSide::kValue, j, kv_head, c);
         }
       }
-      m = m_new;
     }
     start += count;
   }

@@ -89,9 +89,8 @@ __device__ void SoftmaxStats(const AttentionScoresParams& p, const SeqPages& pag
   float m = -INFINITY, l = 0.0f;
   for (int32_t j = warp; j < num_kv; j += kWarps) {
     const float x = Logit(q, pages.K(j, kv_head), p.kv.head_dim, p.scale);
-    const float m_new = fmaxf(m, x);
-    l = l * expf(m - m_new) + expf(x - m_new);
-    m = m_new;
+    float unused_weight;
+    OnlineSoftmaxStep(x, m, l, unused_weight);
   }
   if (threadIdx.x % kWarp == 0) {
     warp_max[warp] = m;

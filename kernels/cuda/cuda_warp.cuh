@@ -18,6 +18,17 @@ __device__ inline float WarpSum(float v) {
   return v;
 }
 
+// One key of an online softmax: folds `score` into the running max `m` and sum `l`; returns
+// the factor that rescales what was accumulated so far and sets `weight` to this key's weight.
+__device__ inline float OnlineSoftmaxStep(float score, float& m, float& l, float& weight) {
+  const float m_new = fmaxf(m, score);
+  const float correction = expf(m - m_new);
+  weight = expf(score - m_new);
+  l = l * correction + weight;
+  m = m_new;
+  return correction;
+}
+
 // The sequence owning query row `row` of a varlen batch (query_start ascending, num_seqs >= 1).
 __device__ inline int32_t SequenceOf(const int32_t* query_start, int32_t num_seqs, int64_t row) {
   int32_t lo = 0, hi = num_seqs - 1;
