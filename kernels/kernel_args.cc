@@ -71,4 +71,61 @@ absl::Status ValidateResidualFormat(const char* op, const KvPageFormat& format,
   return absl::OkStatus();
 }
 
+absl::Status ValidateQuantWriteArgs(const QuantWriteKvParams& p) {
+  RETURN_IF_ERROR(p.format.Validate());
+  if (IsKivi(p.format.codec)) {
+    return absl::InvalidArgumentError(
+        StrCat("QuantWriteKv: ", CodecName(p.format.codec), " pages are written by KiviWriteKv"));
+  }
+  RETURN_IF_ERROR(ValidatePagePool("QuantWriteKv", p.pool, p.page_stride, p.num_pages, {p.format}));
+  if (p.num_tokens < 0 ||
+      (p.num_tokens > 0 && (p.k == nullptr || p.v == nullptr || p.slots == nullptr))) {
+    return absl::InvalidArgumentError("QuantWriteKv: null k, v or slots");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateKiviWriteArgs(const KiviWriteKvParams& p) {
+  const char* op = "KiviWriteKv";
+  RETURN_IF_ERROR(p.format.Validate());
+  if (!IsKivi(p.format.codec)) {
+    return absl::InvalidArgumentError(
+        StrCat(op, ": needs kivi4 or kivi2 pages, got ", CodecName(p.format.codec)));
+  }
+  RETURN_IF_ERROR(ValidateResidualFormat(op, p.format, p.residual_format));
+  RETURN_IF_ERROR(
+      ValidatePagePool(op, p.pool, p.page_stride, p.num_pages, {p.format, p.residual_format}));
+  if (p.num_seqs < 0 || p.max_blocks_per_seq < 0 ||
+      (p.num_seqs > 0 &&
+       (p.query_start == nullptr || p.context_lens == nullptr || p.quant_before == nullptr ||
+        p.quant_after == nullptr || p.block_tables == nullptr))) {
+    return absl::InvalidArgumentError(StrCat(op, ": bad arguments (num_seqs=", p.num_seqs, ")"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateQuantAttentionArgs(const QuantAttentionParams& p) {
+  const char* op = "QuantPagedAttention";
+  RETURN_IF_ERROR(ValidateResidualFormat(op, p.format, p.residual_format));
+  RETURN_IF_ERROR(
+      ValidatePagePool(op, p.pool, p.page_stride, p.num_pages, {p.format, p.residual_format}));
+  // fp32 pages are read in place as floats.
+  const bool f32_in_place =
+      p.format.codec == KvCodec::kF32 || p.residual_format.codec == KvCodec::kF32;
+  if (f32_in_place && (reinterpret_cast<uintptr_t>(p.pool) % alignof(float) != 0 ||
+                       p.page_stride % alignof(float) != 0)) {
+    return absl::InvalidArgumentError(StrCat(op, ": fp32 pages need a 4-byte aligned pool and ",
+                                             "stride, got stride ", p.page_stride));
+  }
+  const int32_t num_kv_heads = p.format.num_kv_heads;
+  if (p.q == nullptr || p.out == nullptr || p.query_start == nullptr || p.context_lens == nullptr ||
+      p.block_tables == nullptr || p.quant_blocks == nullptr || p.num_seqs < 0 ||
+      p.max_blocks_per_seq < 0 || p.num_q_heads <= 0 || p.num_q_heads % num_kv_heads != 0) {
+    return absl::InvalidArgumentError(
+        StrCat(op, ": bad arguments (num_seqs=", p.num_seqs, " q_heads=", p.num_q_heads,
+               " kv_heads=", num_kv_heads, ")"));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace strata::kernels

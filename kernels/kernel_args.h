@@ -25,5 +25,12 @@ absl::Status ValidatePagePool(const char* op, const std::byte* pool, size_t page
                               int32_t num_pages, std::initializer_list<KvPageFormat> formats);
 absl::Status ValidateResidualFormat(const char* op, const KvPageFormat& format,
                                     const KvPageFormat& residual);
+// QuantWriteKv: a per-token codec's valid format and pool, no null array.
+absl::Status ValidateQuantWriteArgs(const QuantWriteKvParams& p);
+// KiviWriteKv: KIVI pages, a valid residual format and pool, non-negative sizes, no null array.
+absl::Status ValidateKiviWriteArgs(const KiviWriteKvParams& p);
+// QuantPagedAttention: valid formats and pool (fp32 pages 4-byte aligned: read in place), GQA
+// head counts, no null array.
+absl::Status ValidateQuantAttentionArgs(const QuantAttentionParams& p);
 
 }  // namespace strata::kernels

@@ -67,22 +67,6 @@ absl::StatusOr<int32_t> QueryRows(const char* op, const int32_t* query_start,
 
 // ---- QuantPagedAttention --------------------------------------------------------------------
 
-absl::Status ValidateAttentionPool(const QuantAttentionParams& p) {
-  const char* op = "QuantPagedAttention";
-  RETURN_IF_ERROR(ValidateResidualFormat(op, p.format, p.residual_format));
-  RETURN_IF_ERROR(
-      ValidatePagePool(op, p.pool, p.page_stride, p.num_pages, {p.format, p.residual_format}));
-  // fp32 pages are read in place as floats.
-  const bool f32_in_place =
-      p.format.codec == KvCodec::kF32 || p.residual_format.codec == KvCodec::kF32;
-  if (f32_in_place && (reinterpret_cast<uintptr_t>(p.pool) % alignof(float) != 0 ||
-                       p.page_stride % alignof(float) != 0)) {
-    return absl::InvalidArgumentError(StrCat(op, ": fp32 pages need a 4-byte aligned pool and ",
-                                             "stride, got stride ", p.page_stride));
-  }
-  return absl::OkStatus();
-}
-
 // Sequence s: quant_blocks[s] pages in `format` (a KIVI sequence's last one may end with the
 // context at a group boundary), then enough residual pages for the rest of the context.
 absl::Status ValidateSequenceBlocks(const QuantAttentionParams& p, int32_t s) {
@@ -104,15 +88,7 @@ absl::Status ValidateSequenceBlocks(const QuantAttentionParams& p, int32_t s) {
 
 // Checks the varlen metadata and every page id attention will read; returns the q.k work.
 absl::StatusOr<int64_t> ValidateQuantAttention(const QuantAttentionParams& p) {
-  RETURN_IF_ERROR(ValidateAttentionPool(p));
-  const int32_t num_kv_heads = p.format.num_kv_heads;
-  if (p.q == nullptr || p.out == nullptr || p.query_start == nullptr || p.context_lens == nullptr ||
-      p.block_tables == nullptr || p.quant_blocks == nullptr || p.num_seqs < 0 ||
-      p.max_blocks_per_seq < 0 || p.num_q_heads <= 0 || p.num_q_heads % num_kv_heads != 0) {
-    return absl::InvalidArgumentError(
-        StrCat("QuantPagedAttention: bad arguments (num_seqs=", p.num_seqs,
-               " q_heads=", p.num_q_heads, " kv_heads=", num_kv_heads, ")"));
-  }
+  RETURN_IF_ERROR(ValidateQuantAttentionArgs(p));
   int64_t work = 0;
   for (int32_t s = 0; s < p.num_seqs; ++s) {
     ASSIGN_OR_RETURN(const int32_t q_len,
@@ -151,25 +127,6 @@ PageRows ReadPage(const QuantAttentionParams& p, const KvPageFormat& f, int32_t 
 // ---- KiviWriteKv ----------------------------------------------------------------------------
 
 using codec::KiviStep;
-
-absl::Status ValidateKiviWriteShape(const KiviWriteKvParams& p) {
-  const char* op = "KiviWriteKv";
-  RETURN_IF_ERROR(p.format.Validate());
-  if (!IsKivi(p.format.codec)) {
-    return absl::InvalidArgumentError(
-        StrCat(op, ": needs kivi4 or kivi2 pages, got ", CodecName(p.format.codec)));
-  }
-  RETURN_IF_ERROR(ValidateResidualFormat(op, p.format, p.residual_format));
-  RETURN_IF_ERROR(
-      ValidatePagePool(op, p.pool, p.page_stride, p.num_pages, {p.format, p.residual_format}));
-  if (p.num_seqs < 0 || p.max_blocks_per_seq < 0 ||
-      (p.num_seqs > 0 &&
-       (p.query_start == nullptr || p.context_lens == nullptr || p.quant_before == nullptr ||
-        p.quant_after == nullptr || p.block_tables == nullptr))) {
-    return absl::InvalidArgumentError(StrCat(op, ": bad arguments (num_seqs=", p.num_seqs, ")"));
-  }
-  return absl::OkStatus();
-}
 
 // Checks sequence s's quant counts and every page id its step reads or writes.
 absl::StatusOr<KiviStep> KiviStepOf(const KiviWriteKvParams& p, int32_t s) {
@@ -276,17 +233,8 @@ void RunKiviStep(const KiviWriteKvParams& p, const KiviStep& st) {
 }  // namespace
 
 absl::Status QuantWriteKv(const QuantWriteKvParams& p, int threads) {
-  RETURN_IF_ERROR(p.format.Validate());
+  RETURN_IF_ERROR(ValidateQuantWriteArgs(p));
   const KvPageFormat& f = p.format;
-  if (IsKivi(f.codec)) {
-    return absl::InvalidArgumentError(
-        StrCat("QuantWriteKv: ", CodecName(f.codec), " pages are written by KiviWriteKv"));
-  }
-  RETURN_IF_ERROR(ValidatePagePool("QuantWriteKv", p.pool, p.page_stride, p.num_pages, {f}));
-  if (p.num_tokens < 0 ||
-      (p.num_tokens > 0 && (p.k == nullptr || p.v == nullptr || p.slots == nullptr))) {
-    return absl::InvalidArgumentError("QuantWriteKv: null k, v or slots");
-  }
   const int64_t num_slots = static_cast<int64_t>(p.num_pages) * f.block_size;
   for (int64_t t = 0; t < p.num_tokens; ++t) {
     if (p.slots[t] < 0 || p.slots[t] >= num_slots) {
@@ -309,7 +257,7 @@ absl::Status QuantWriteKv(const QuantWriteKvParams& p, int threads) {
 }
 
 absl::Status KiviWriteKv(const KiviWriteKvParams& p, int threads) {
-  RETURN_IF_ERROR(ValidateKiviWriteShape(p));
+  RETURN_IF_ERROR(ValidateKiviWriteArgs(p));
   std::vector<KiviStep> steps;
   steps.reserve(p.num_seqs);
   int64_t work = 0;  // rows written

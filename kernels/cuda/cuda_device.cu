@@ -196,12 +196,12 @@ class CudaDevice final : public Device {
     return absl::OkStatus();
   }
   absl::Status QuantWriteKv(const QuantWriteKvParams& p) override {
-    RETURN_IF_ERROR(CheckQuantWriteKv(p));
+    RETURN_IF_ERROR(ValidateQuantWriteArgs(p));
     STRATA_CUDA_RETURN_IF_ERROR(LaunchQuantWriteKv(p, stream_));
     return absl::OkStatus();
   }
   absl::Status KiviWriteKv(const KiviWriteKvParams& p) override {
-    RETURN_IF_ERROR(CheckKiviWriteKv(p));
+    RETURN_IF_ERROR(ValidateKiviWriteArgs(p));
     STRATA_CUDA_RETURN_IF_ERROR(LaunchKiviWriteKv(p, stream_));
     return absl::OkStatus();
   }

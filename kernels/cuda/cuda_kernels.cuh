@@ -3,8 +3,8 @@
 // files under kernels/cuda include this header: nothing outside sees CUDA types.
 //
 // Launchers enqueue on `stream` and return the launch status; they never synchronise. Every
-// pointer in the param structs is device memory. The KV-codec and sparsity ops also have
-// host-side Check* functions (argument checks the CudaDevice runs before launching).
+// pointer in the param structs is device memory. The CudaDevice checks what the host can see
+// (kernels/kernel_args.h, the CPU twins' own checks) before launching.
 #pragma once
 
 #include <cublas_v2.h>
@@ -68,14 +68,11 @@ cudaError_t LaunchPagedAttention(const PagedAttentionParams& p, int64_t num_rows
                                  cudaStream_t stream);
 
 // cuda_codec.cu: KV in a codec (kernels/kv_codec.h), one pool of fixed-stride pages
-// (page p at pool + p * page_stride, page_stride bytes each). Check* return InvalidArgument for
-// what the CPU twin (kernels/cpu/cpu_quant_attention.cc) rejects and the host can see: formats,
-// strides, null pointers, head counts. Slots, page ids and per-sequence counts are in device
-// memory: the kernels skip whatever the CPU twin would reject instead of reading or writing out
-// of bounds. Call Check* first; the launchers assume it passed.
-absl::Status CheckQuantWriteKv(const QuantWriteKvParams& p);
-absl::Status CheckKiviWriteKv(const KiviWriteKvParams& p);
-// Also: CUDA's head_dim <= 256 (eight channels per lane).
+// (page p at pool + p * page_stride, page_stride bytes each). The launchers assume the
+// kernel_args.h checks passed (formats, strides, null pointers, head counts). Slots, page ids
+// and per-sequence counts are in device memory: the kernels skip whatever the CPU twin would
+// reject instead of reading or writing out of bounds.
+// ValidateQuantAttentionArgs plus CUDA's head_dim <= 256 (eight channels per lane).
 absl::Status CheckQuantPagedAttention(const QuantAttentionParams& p);
 // One warp per (token, kv head, K or V) row: k, v [num_tokens, num_kv_heads, head_dim] to
 // the rows of slots[t] (per-token codecs; fp8 / int8 with one f32 scale per row).
@@ -92,7 +89,7 @@ cudaError_t LaunchQuantPagedAttention(const QuantAttentionParams& p, int64_t num
                                       cudaStream_t stream);
 
 // cuda_sparsity.cu: H2O / SnapKV over the f32 paged KV pool (CPU twins in
-// kernels/cpu/cpu_sparsity.cc), one block per (sequence, kv head) each. Check* as above.
+// kernels/cpu/cpu_sparsity.cc), one block per (sequence, kv head) each.
 // scores [num_seqs, num_kv_heads, max_context]: zeroed, then summed softmax probabilities.
 cudaError_t LaunchAttentionScores(const AttentionScoresParams& p, cudaStream_t stream);
 // In place; a (sequence, kv head) writes only its kv head's rows of its first
