@@ -84,8 +84,21 @@ absl::Status Engine::Init() {
                   .num_kv_pages = pages,
                   .block_size = config_.block_size,
                   .max_model_len = max_len,
-                  .extra_pools = config_.codec_pools};
+                  .extra_pools = config_.codec_pools,
+                  .decode_graphs = config_.cuda_graphs,
+                  .fit_kv_pages = config_.num_kv_pages == 0};
   ASSIGN_OR_RETURN(runner_, ModelRunner::Create(device_.get(), mc, model_.weights, rc));
+  if (runner_->runner_config().num_kv_pages < pages) {
+    pages = runner_->runner_config().num_kv_pages;
+    LOG_INFO("kv cache: {} pages ({} sequences of max_model_len {}), what {}'s free memory holds",
+             pages, pages / min_pages, max_len, device_->name());
+    if (pages < min_pages) {
+      return absl::ResourceExhaustedError(StrCat(
+          device_->name(), "'s free memory holds ", pages, " KV pages after the weights, fewer "
+          "than one sequence of max_model_len ", max_len, " tokens needs (", min_pages,
+          "): lower model.max_model_len"));
+    }
+  }
   kv_ = std::make_unique<kvcache::KvCacheManager>(runner_->kv_layout(), pages,
                                                   config_.enable_prefix_caching);
   if (config_.scheduler.policy == "slo") {
@@ -342,23 +355,18 @@ absl::StatusOr<bool> Engine::Step() {
   StepBatch batch;
   batch.Build(plan, *scheduler_);
   BatchInput input = batch.input();
-  const bool argmax_only = ArgmaxOnly(plan);
-  if (argmax_only) {
-    argmax_.resize(input.logit_rows.size());
-    RETURN_IF_ERROR(runner_->ForwardArgmax(input, argmax_));
-  } else {
-    logits_.resize(input.logit_rows.size() * model_.config.vocab_size);
-    RETURN_IF_ERROR(runner_->Forward(input, logits_));
-  }
+  const Sampling sampling = StepSampling(plan);
+  RETURN_IF_ERROR(ForwardStep(plan, input, sampling));
   CollectScores(plan, batch, input, *runner_, *scheduler_);
   if (batch.num_layer_copies() > 0) {
     kv_->tiers()->CountLayerMoves(
         0, 0, static_cast<int64_t>(batch.num_layer_copies() * kv_->layout().PageBytes()));
   }
   std::unordered_map<RequestId, TokenEvent> extra;  // per sampled row: timing, logprobs
-  std::vector<int32_t> sampled =
-      SampleRows(plan, argmax_only ? std::span<const int32_t>(argmax_) : std::span<const int32_t>(),
-                 &extra);
+  std::vector<int32_t> sampled = SampleRows(
+      plan,
+      sampling == Sampling::kHost ? std::span<const int32_t>() : std::span<const int32_t>(device_ids_),
+      &extra);
   std::vector<SeqEvent> events = scheduler_->Update(plan, sampled);
   RETURN_IF_ERROR(CompactSparse(plan, *scheduler_, *runner_));
   ObserveStep(plan.features, NowSeconds() - t0);
@@ -376,24 +384,59 @@ absl::StatusOr<bool> Engine::Step() {
   return true;
 }
 
-bool Engine::ArgmaxOnly(const StepPlan& plan) const {
+Engine::Sampling Engine::StepSampling(const StepPlan& plan) const {
+  Sampling sampling = Sampling::kArgmax;
   for (const ScheduledSeq& s : plan.seqs) {
     if (!s.sample) continue;
     const Sequence& seq = *scheduler_->Find(s.id);
-    if (seq.num_logprobs >= 0 || !seq.sampler->params().IsPlainArgmax()) return false;
+    if (seq.num_logprobs >= 0) return Sampling::kHost;
+    if (!seq.sampler->params().IsPlainArgmax()) sampling = Sampling::kDevice;
   }
-  return true;
+  return sampling;
 }
 
-std::vector<int32_t> Engine::SampleRows(const StepPlan& plan, std::span<const int32_t> argmax,
+absl::Status Engine::ForwardStep(const StepPlan& plan, const BatchInput& input,
+                                 Sampling sampling) {
+  const size_t rows = input.logit_rows.size();
+  switch (sampling) {
+    case Sampling::kArgmax:
+      device_ids_.resize(rows);
+      return runner_->ForwardArgmax(input, device_ids_);
+    case Sampling::kDevice:
+      device_ids_.resize(rows);
+      BuildSamplingRows(plan);
+      return runner_->ForwardSample(input, sampling_rows_, penalties_, device_ids_);
+    case Sampling::kHost:
+      break;
+  }
+  logits_.resize(rows * model_.config.vocab_size);
+  return runner_->Forward(input, logits_);
+}
+
+void Engine::BuildSamplingRows(const StepPlan& plan) {
+  sampling_rows_.clear();
+  penalties_.clear();
+  const int64_t vocab = model_.config.vocab_size;
+  for (const ScheduledSeq& s : plan.seqs) {
+    if (!s.sample) continue;
+    const Sequence& seq = *scheduler_->Find(s.id);
+    const int32_t row = static_cast<int32_t>(sampling_rows_.size());
+    sampling_rows_.push_back(seq.sampler->NextRow());
+    std::span<const int32_t> all(seq.tokens);
+    seq.sampler->AppendPenaltyEntries(row, all.first(seq.num_prompt_tokens),
+                                      all.subspan(seq.num_prompt_tokens), vocab, &penalties_);
+  }
+}
+
+std::vector<int32_t> Engine::SampleRows(const StepPlan& plan, std::span<const int32_t> device_ids,
                                         std::unordered_map<RequestId, TokenEvent>* events) {
   const int64_t vocab = model_.config.vocab_size;
   std::vector<int32_t> sampled;
   for (const ScheduledSeq& s : plan.seqs) {
     if (!s.sample) continue;
     const Sequence& seq = *scheduler_->Find(s.id);
-    if (!argmax.empty()) {  // plain argmax rows: the device already chose
-      const int32_t token = argmax[sampled.size()];
+    if (!device_ids.empty()) {  // the device already chose
+      const int32_t token = device_ids[sampled.size()];
       sampled.push_back(token);
       (*events)[s.id].first_scheduled_at = seq.first_scheduled_at;
       continue;
@@ -473,6 +516,7 @@ void Engine::PublishStats(int64_t num_steps, int64_t num_generated_tokens) {
   }
   stats_.num_generated_tokens += num_generated_tokens;
   stats_.num_steps += num_steps;
+  stats_.num_graph_steps = runner_->num_graph_steps();
 }
 
 void Engine::FailAll(const absl::Status& status) {

@@ -33,6 +33,7 @@ namespace strata::engine {
 struct EngineConfig {
   std::string backend = "auto";         // auto | cpu | cuda
   int threads = 0;                      // CPU kernel threads; 0 = all cores
+  bool cuda_graphs = true;              // decode steps as CUDA graphs (RunnerConfig::decode_graphs)
   SchedulerConfig scheduler;
   int32_t block_size = 16;              // tokens per KV page
   int32_t num_kv_pages = 0;             // device-tier pages; 0 = room for max_num_seqs full
@@ -105,6 +106,7 @@ struct EngineStats {
   int32_t num_free_pages = 0;
   int32_t num_pages = 0;
   int64_t num_steps = 0;
+  int64_t num_graph_steps = 0;  // of them run as a captured graph (CUDA decode steps)
   int64_t num_preemptions = 0;
   int64_t num_swap_preemptions = 0;  // of them swapped to host (the rest recompute)
   int64_t num_generated_tokens = 0;
@@ -172,12 +174,21 @@ class Engine {
   // Runs one step; false when there was nothing to run (and nothing was rejected).
   absl::StatusOr<bool> Step();
   void WakeFromTiers();
-  // True when every row the step samples is a plain argmax without logprobs: the device then
-  // reduces each row to its id (ModelRunner::ForwardArgmax) and no logits come back.
-  bool ArgmaxOnly(const StepPlan& plan) const;
-  // Samples every row of the step (or takes the device's argmax ids when `argmax` is not empty);
+  // Where a step's tokens are chosen. kArgmax: every sampled row is a plain argmax, reduced on
+  // the device (ModelRunner::ForwardArgmax). kDevice: no row wants logprobs, so penalties and
+  // sampling run on the device (ModelRunner::ForwardSample). kHost: the logits come back and
+  // each row's Sampler runs here (logprobs need the raw rows). Only ids come back but for kHost.
+  enum class Sampling { kArgmax, kDevice, kHost };
+  Sampling StepSampling(const StepPlan& plan) const;
+  // Runs the step's forward pass and leaves the sampled ids in device_ids_ (kArgmax, kDevice)
+  // or the logit rows in logits_ (kHost).
+  absl::Status ForwardStep(const StepPlan& plan, const BatchInput& input, Sampling sampling);
+  // The sampled rows' parameters (each drawing its uniform from its request's stream) and
+  // penalty entries, for ForwardSample.
+  void BuildSamplingRows(const StepPlan& plan);
+  // Samples every row of the step (or takes the device's ids when `device_ids` is not empty);
   // `events` gets each sampled sequence's timing and, when it asked, its logprobs.
-  std::vector<int32_t> SampleRows(const StepPlan& plan, std::span<const int32_t> argmax,
+  std::vector<int32_t> SampleRows(const StepPlan& plan, std::span<const int32_t> device_ids,
                                   std::unordered_map<RequestId, TokenEvent>* events);
   void Deliver(RequestId id, TokenEvent event);
   void FailAll(const absl::Status& status);
@@ -200,7 +211,9 @@ class Engine {
   };
   std::unordered_map<RequestId, Route> routes_;   // engine thread only
   std::vector<float> logits_;                     // engine thread only
-  std::vector<int32_t> argmax_;                   // engine thread only
+  std::vector<int32_t> device_ids_;               // engine thread only
+  std::vector<kernels::SamplingRow> sampling_rows_;  // engine thread only
+  std::vector<kernels::PenaltyEntry> penalties_;     // engine thread only
 
   mutable std::mutex mu_;
   std::condition_variable cv_;

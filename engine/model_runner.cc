@@ -1,5 +1,6 @@
 #include "engine/model_runner.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "engine/layer_stream.h"
@@ -88,7 +89,6 @@ absl::Status ModelRunner::Init() {
   RETURN_IF_ERROR(alloc(&up_, t * inter * 4));
   RETURN_IF_ERROR(alloc(&rows_, rc_.max_logit_rows * h * 4));
   RETURN_IF_ERROR(alloc(&logits_, rc_.max_logit_rows * vocab * 4));
-  RETURN_IF_ERROR(alloc(&kv_arena_, static_cast<size_t>(rc_.num_kv_pages) * layout_.PageBytes()));
   const int64_t layers = config_.num_layers, seqs = rc_.max_num_seqs;
   RETURN_IF_ERROR(alloc(&token_ids_, t * 4));
   RETURN_IF_ERROR(alloc(&positions_, t * 4));
@@ -98,6 +98,7 @@ absl::Status ModelRunner::Init() {
   RETURN_IF_ERROR(alloc(&slots_, layers * t * 8));
   RETURN_IF_ERROR(alloc(&logit_rows_, rc_.max_logit_rows * 4));
   RETURN_IF_ERROR(alloc(&argmax_, rc_.max_logit_rows * 4));
+  RETURN_IF_ERROR(alloc(&sampling_rows_, rc_.max_logit_rows * sizeof(kernels::SamplingRow)));
   RETURN_IF_ERROR(InitPools());
   std::vector<float> inv_freq = RopeInvFreq(config_);
   ASSIGN_OR_RETURN(inv_freq_, Upload(inv_freq));
@@ -118,6 +119,28 @@ absl::Status ModelRunner::Init() {
     ASSIGN_OR_RETURN(d.v_bias, Upload(w.v_bias));
     RETURN_IF_ERROR(PlaceLayerMatrices(w, &d));
   }
+  return InitKvArena();
+}
+
+absl::Status ModelRunner::InitKvArena() {
+  const bool graphs = rc_.decode_graphs && device_->supports_graphs();
+  const int32_t extra_pages = graphs ? 1 : 0;  // the padding page
+  const std::optional<kernels::Device::MemoryInfo> memory = device_->memory_info();
+  if (rc_.fit_kv_pages && memory) {
+    const size_t reserve = std::max(memory->total_bytes / 20, kKvMemoryReserve);
+    const size_t usable = memory->free_bytes > reserve ? memory->free_bytes - reserve : 0;
+    const int64_t fit = static_cast<int64_t>(usable / layout_.PageBytes()) - extra_pages;
+    if (fit < 1) {
+      return absl::ResourceExhaustedError(
+          StrCat(device_->name(), " has no memory left for the KV cache (", memory->free_bytes,
+                 " bytes free after the weights and workspaces)"));
+    }
+    rc_.num_kv_pages = static_cast<int32_t>(std::min<int64_t>(rc_.num_kv_pages, fit));
+  }
+  if (graphs) pad_page_ = rc_.num_kv_pages;
+  ASSIGN_OR_RETURN(kv_arena_,
+                   device_->Allocate(static_cast<size_t>(rc_.num_kv_pages + extra_pages) *
+                                     layout_.PageBytes()));
   return absl::OkStatus();
 }
 
@@ -220,24 +243,59 @@ absl::Status ModelRunner::ForwardArgmax(const BatchInput& batch, std::span<int32
   return device_->CopyToHost(argmax.data(), argmax_->data(), r * sizeof(int32_t));
 }
 
+absl::Status ModelRunner::ForwardSample(const BatchInput& batch,
+                                        std::span<const kernels::SamplingRow> rows,
+                                        std::span<const kernels::PenaltyEntry> penalties,
+                                        std::span<int32_t> ids) {
+  const int64_t r = static_cast<int64_t>(batch.logit_rows.size());
+  if (static_cast<int64_t>(rows.size()) != r || static_cast<int64_t>(ids.size()) < r) {
+    return absl::InvalidArgumentError("forward: one sampling row and one id per logit row");
+  }
+  RETURN_IF_ERROR(RunLayers(batch));
+  if (r == 0) return absl::OkStatus();
+  RETURN_IF_ERROR(device_->CopyToDevice(sampling_rows_->data(), rows.data(), rows.size_bytes()));
+  const auto* params = sampling_rows_->as<const kernels::SamplingRow>();
+  if (!penalties.empty()) {
+    RETURN_IF_ERROR(UploadGrown(&penalties_, penalties));
+    RETURN_IF_ERROR(device_->ApplyPenalties(
+        {.logits = F(logits_), .rows_params = params,
+         .entries = penalties_->as<const kernels::PenaltyEntry>(),
+         .num_entries = static_cast<int64_t>(penalties.size()), .rows = r,
+         .cols = config_.vocab_size}));
+  }
+  RETURN_IF_ERROR(device_->Sample({.logits = F(logits_), .rows_params = params,
+                                   .out = argmax_->as<int32_t>(), .rows = r,
+                                   .cols = config_.vocab_size}));
+  return device_->CopyToHost(ids.data(), argmax_->data(), r * sizeof(int32_t));
+}
+
 absl::Status ModelRunner::RunLayers(const BatchInput& batch) {
   RETURN_IF_ERROR(CheckBatch(batch));
-  const int64_t n = static_cast<int64_t>(batch.token_ids.size());
-  const int32_t seqs = static_cast<int32_t>(batch.context_lens.size());
+  if (const std::optional<GraphShape> shape = DecodeGraphShape(batch)) {
+    return RunDecodeGraph(batch, *shape);
+  }
   RETURN_IF_ERROR(UploadBatch(batch));
   RETURN_IF_ERROR(PrepareScores(batch));
+  return RunModel(static_cast<int64_t>(batch.token_ids.size()),
+                  static_cast<int32_t>(batch.context_lens.size()), batch.max_blocks_per_seq,
+                  static_cast<int64_t>(batch.logit_rows.size()), batch.layer_loads,
+                  batch.layer_stores);
+}
+
+absl::Status ModelRunner::RunModel(int64_t n, int32_t seqs, int32_t max_blocks, int64_t rows,
+                                   std::span<const kvcache::LayerPageCopy> loads,
+                                   std::span<const kvcache::LayerPageCopy> stores) {
   RETURN_IF_ERROR(device_->Embedding({.table = embed_tokens_,
                                       .ids = token_ids_->as<int32_t>(),
                                       .out = F(x_),
                                       .num_tokens = n}));
-  LayerStream stream(this, layout_.PageBytes(), config_.num_layers, batch.layer_loads,
-                     batch.layer_stores);
+  LayerStream stream(this, layout_.PageBytes(), config_.num_layers, loads, stores);
   for (int32_t l = 0; l < config_.num_layers; ++l) {
     RETURN_IF_ERROR(stream.BeforeLayer(l));
-    RETURN_IF_ERROR(RunLayer(l, n, seqs, batch.max_blocks_per_seq));
+    RETURN_IF_ERROR(RunLayer(l, n, seqs, max_blocks));
     RETURN_IF_ERROR(stream.AfterLayer(l));
   }
-  return Logits(n, batch.logit_rows);
+  return Logits(n, rows);
 }
 
 absl::Status ModelRunner::RunLayer(int32_t l, int64_t n, int32_t seqs, int32_t max_blocks) {
@@ -295,9 +353,9 @@ absl::Status ModelRunner::Mlp(int32_t l, int64_t n) {
   return device_->Gemm({.a = F(gate_), .b = w.down_proj, .c = F(x_), .m = n, .accumulate = true});
 }
 
-absl::Status ModelRunner::Logits(int64_t n, std::span<const int32_t> rows) {
-  if (rows.empty()) return absl::OkStatus();
-  const int64_t h = config_.hidden_size, r = static_cast<int64_t>(rows.size());
+absl::Status ModelRunner::Logits(int64_t n, int64_t r) {
+  if (r == 0) return absl::OkStatus();
+  const int64_t h = config_.hidden_size;
   // Gather the wanted rows of the residual stream (Embedding over it is a row gather), then
   // norm and project only those: the lm_head is the biggest GEMM of a decode step.
   RETURN_IF_ERROR(device_->Embedding(

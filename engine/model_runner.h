@@ -11,6 +11,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include <vector>
 
@@ -42,6 +43,13 @@ struct RunnerConfig {
   int32_t block_size = 16;          // tokens per page
   int64_t max_model_len = 0;        // longest sequence (positions); 0 = the model's maximum
   std::vector<KvPoolSpec> extra_pools;  // pools 1, 2, ...
+  // Decode steps run as captured graphs where the device has them (Device::RunGraph): shapes
+  // padded to a few buckets of sequences and block-table widths (model_runner_graphs.cc).
+  bool decode_graphs = true;
+  // num_kv_pages is a wish (the engine's auto size): where the device budgets its memory
+  // (Device::memory_info), the arena gets at most what its free memory holds after everything
+  // else, less a reserve (kKvMemoryReserve); runner_config().num_kv_pages then says how many.
+  bool fit_kv_pages = false;
 
   absl::Status Validate() const;
 };
@@ -87,6 +95,10 @@ struct CompactionInput {
 
 class ModelRunner : public kvcache::PageIo {
  public:
+  // Device memory left free when the KV arena is fitted (fit_kv_pages): at least this, or 5% of
+  // the total.
+  static constexpr size_t kKvMemoryReserve = size_t{1} << 30;
+
   // `device`, `config` and `weights` must outlive the runner.
   static absl::StatusOr<std::unique_ptr<ModelRunner>> Create(kernels::Device* device,
                                                              const ModelConfig& config,
@@ -99,6 +111,12 @@ class ModelRunner : public kvcache::PageIo {
   // The same, but each logit row is reduced to its argmax on the device (Device::Argmax) and
   // only those ids come back: argmax[logit_rows.size()] (greedy rows without penalties).
   absl::Status ForwardArgmax(const BatchInput& batch, std::span<int32_t> argmax);
+  // The same, but each logit row r gets its penalties (entries naming row r) and a token drawn
+  // on the device by rows[r]'s parameters (Device::ApplyPenalties, Device::Sample); only the
+  // ids come back: ids[logit_rows.size()].
+  absl::Status ForwardSample(const BatchInput& batch, std::span<const kernels::SamplingRow> rows,
+                             std::span<const kernels::PenaltyEntry> penalties,
+                             std::span<int32_t> ids);
 
   // After a Forward with score_from: scores()[((layer * num_seqs + s) * num_kv_heads + h) *
   // score_stride() + j] is the attention mass KV token j of sequence s got (AttentionScores).
@@ -123,6 +141,8 @@ class ModelRunner : public kvcache::PageIo {
   const RunnerConfig& runner_config() const { return rc_; }
   int64_t max_blocks_per_seq() const { return layout_.BlocksFor(rc_.max_model_len); }
   int64_t vocab_size() const { return config_.vocab_size; }
+  // Forwards that ran as a graph (captured or replayed) so far.
+  int64_t num_graph_steps() const { return num_graph_steps_; }
 
  private:
   struct DeviceLayer {  // device copies of one layer's small vectors; may be empty
@@ -134,6 +154,7 @@ class ModelRunner : public kvcache::PageIo {
   ModelRunner(kernels::Device* device, const ModelConfig& config, const ModelWeights& weights,
               const RunnerConfig& rc);
   absl::Status Init();
+  absl::Status InitKvArena();  // last: it may take what memory the rest left
   absl::StatusOr<std::unique_ptr<kernels::Buffer>> Upload(std::span<const float> host);
   // `host` itself on a host-visible device, else a device copy kept in weight_buffers_.
   absl::StatusOr<kernels::MatrixView> PlaceMatrix(const kernels::MatrixView& host);
@@ -168,16 +189,36 @@ class ModelRunner : public kvcache::PageIo {
   // Device buffers that grow on demand and are reused (scores, compaction inputs).
   absl::Status Grow(std::unique_ptr<kernels::Buffer>* buffer, size_t bytes);
   absl::Status UploadGrown(std::unique_ptr<kernels::Buffer>* buffer,
-                           std::span<const int32_t> host);
+                           std::span<const std::byte> host);
+  template <typename T>
+  absl::Status UploadGrown(std::unique_ptr<kernels::Buffer>* buffer, std::span<const T> host) {
+    return UploadGrown(buffer, std::as_bytes(host));
+  }
   // Pool 0's f32 arena as the kernels see it.
   kernels::KvPoolView Pool0View() {
-    return {.pool = F(kv_arena_), .num_pages = rc_.num_kv_pages,
+    return {.pool = F(kv_arena_), .num_pages = rc_.num_kv_pages + (pad_page_ >= 0 ? 1 : 0),
             .block_size = layout_.block_size, .num_kv_heads = layout_.num_kv_heads,
             .head_dim = layout_.head_dim};
   }
   // Checks and uploads the batch, runs every layer and leaves the wanted rows' logits in logits_.
   absl::Status RunLayers(const BatchInput& batch);
-  absl::Status Logits(int64_t num_tokens, std::span<const int32_t> rows);
+  // The kernels of a forward over the uploaded batch: embedding, layers, the `rows` logit rows.
+  absl::Status RunModel(int64_t n, int32_t seqs, int32_t max_blocks, int64_t rows,
+                        std::span<const kvcache::LayerPageCopy> loads,
+                        std::span<const kvcache::LayerPageCopy> stores);
+  absl::Status Logits(int64_t num_tokens, int64_t rows);
+  // model_runner_graphs.cc: a decode step (one new token per sequence, all of pool 0, every
+  // row's logits, no LayerKV, no scores) padded to a bucket shape and run as a graph.
+  struct GraphShape {
+    int32_t seqs = 0;        // the bucket's sequences (>= the batch's), one token each
+    int32_t max_blocks = 0;  // the bucket's block-table width (>= the batch's)
+    uint64_t key() const { return (static_cast<uint64_t>(seqs) << 32) | max_blocks; }
+  };
+  std::optional<GraphShape> DecodeGraphShape(const BatchInput& b) const;
+  // The batch padded to `shape` in padded_*: extra sequences of one token at position 0 whose
+  // K/V goes to, and whose attention reads, the padding page only.
+  BatchInput PadDecodeBatch(const BatchInput& b, const GraphShape& shape);
+  absl::Status RunDecodeGraph(const BatchInput& b, const GraphShape& shape);
   float* F(const std::unique_ptr<kernels::Buffer>& b) { return b ? b->as<float>() : nullptr; }
 
   kernels::Device* device_;
@@ -197,7 +238,9 @@ class ModelRunner : public kvcache::PageIo {
   std::vector<std::unique_ptr<kernels::Buffer>> weight_buffers_;  // device copies of matrices
   kernels::MatrixView embed_tokens_, lm_head_;  // as PlaceMatrix placed them
   std::unique_ptr<kernels::Buffer> logits_;   // [max_logit_rows, vocab]
-  std::unique_ptr<kernels::Buffer> argmax_;   // [max_logit_rows] int32
+  std::unique_ptr<kernels::Buffer> argmax_;   // [max_logit_rows] int32 (argmax or sampled ids)
+  // ForwardSample's inputs: [max_logit_rows] SamplingRow, and penalty entries (grown on demand).
+  std::unique_ptr<kernels::Buffer> sampling_rows_, penalties_;
   std::unique_ptr<kernels::Buffer> kv_arena_;  // [num_kv_pages, page elements]
   // Device copies of the batch description.
   std::unique_ptr<kernels::Buffer> token_ids_, positions_, query_start_, context_lens_;
@@ -211,6 +254,13 @@ class ModelRunner : public kvcache::PageIo {
   std::unique_ptr<kernels::Buffer> score_from_, scores_;  // grown on demand
   std::unique_ptr<kernels::Buffer> compact_tables_, compact_keep_, compact_num_keep_;
   std::vector<float> scores_host_;
+  // Graphs: a page past num_kv_pages that only padding rows use (-1: graphs off), the padded
+  // batch's host arrays, and how many forwards ran as graphs.
+  int32_t pad_page_ = -1;
+  std::vector<int32_t> padded_ids_, padded_positions_, padded_query_start_, padded_context_lens_,
+      padded_tables_, padded_rows_;
+  std::vector<int64_t> padded_slots_;
+  int64_t num_graph_steps_ = 0;
   int64_t score_stride_ = 0;
   int32_t score_seqs_ = 0;  // sequences in scores_host_ per layer (0: no scores this batch)
 };

@@ -17,7 +17,7 @@ absl::Status ModelRunner::Grow(std::unique_ptr<kernels::Buffer>* buffer, size_t 
 }
 
 absl::Status ModelRunner::UploadGrown(std::unique_ptr<kernels::Buffer>* buffer,
-                                      std::span<const int32_t> host) {
+                                      std::span<const std::byte> host) {
   RETURN_IF_ERROR(Grow(buffer, host.size_bytes()));
   return device_->CopyToDevice((*buffer)->data(), host.data(), host.size_bytes());
 }

@@ -2,14 +2,21 @@
 // the softmax of what is left (the order vLLM uses). One Sampler per request; it owns that
 // request's random stream, so a seeded request draws the same tokens whatever else is batched
 // with it. Called by the engine thread once per generated token; not thread-safe.
+//
+// The math after the penalties is the device kernels' (kernels/device.h SampleParams; its CPU
+// twin kernels/cpu/cpu_sampling.h). The engine may sample on the device instead: NextRow() gives
+// the row's parameters with the uniform Sample would have drawn, AppendPenaltyEntries the
+// penalties' entries, so a seeded request draws the same tokens either way.
 #pragma once
 
 #include <cstdint>
 #include <optional>
 #include <random>
 #include <span>
+#include <vector>
 
 #include "common/status.h"
+#include "kernels/device.h"
 
 namespace strata::engine {
 
@@ -44,19 +51,33 @@ struct SamplingParams {
 class Sampler {
  public:
   // Temperatures below this are greedy: dividing by them would only overflow towards argmax.
-  static constexpr float kGreedyTemperature = 1e-5f;
+  static constexpr float kGreedyTemperature = kernels::kSampleGreedyTemperature;
 
   // REQUIRES: params.Validate().ok().
   explicit Sampler(const SamplingParams& params);
 
   // logits: [vocab] f32 for the next position; used as scratch (modified in place).
   // prompt_ids / generated_ids: this request's tokens so far (for the penalties); ids outside
-  // [0, vocab) are ignored. Returns the chosen id in [0, vocab).
+  // [0, vocab) are ignored. Returns the chosen id in [0, vocab). Unless greedy, consumes one
+  // uniform of the stream (NextRow), whatever the logits.
   // REQUIRES: !logits.empty().
   int32_t Sample(std::span<float> logits, std::span<const int32_t> prompt_ids,
                  std::span<const int32_t> generated_ids);
 
   const SamplingParams& params() const { return params_; }
+
+  // This request's row of a device Sample (kernels::SampleParams) for its next token: the
+  // parameters, and a fresh uniform from its stream unless greedy -- exactly what Sample would
+  // consume, so NextRow and Sample may be mixed from token to token.
+  kernels::SamplingRow NextRow();
+
+  // The penalties' entries (kernels::ApplyPenaltiesParams) of batch row `row`: one per distinct
+  // id in [0, vocab) of prompt_ids and generated_ids, ascending, output_count = its occurrences
+  // in generated_ids. Nothing without a penalty; without a repetition penalty, only generated
+  // ids (a prompt-only entry would change nothing). Appends to *out.
+  void AppendPenaltyEntries(int32_t row, std::span<const int32_t> prompt_ids,
+                            std::span<const int32_t> generated_ids, int64_t vocab,
+                            std::vector<kernels::PenaltyEntry>* out) const;
 
   // The penalty stage alone, in place on logits [vocab]; exposed so tests can check exact values.
   // Touches only the logits of tokens that occur in prompt_ids / generated_ids.
@@ -72,9 +93,6 @@ class Sampler {
   // A uniform double in [0, 1) from 53 random bits (the same on every standard library, unlike
   // std::uniform_real_distribution).
   double NextUniform();
-  // weights: [vocab] exp((logit - max) / T), the most likely token's exactly 1.
-  // REQUIRES: 0 < top_k < weights.size().
-  int32_t SampleTopK(std::span<const float> weights, size_t top_k);
 
   SamplingParams params_;
   std::mt19937_64 rng_;

@@ -9,7 +9,9 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "common/dtype.h"
@@ -173,6 +175,61 @@ struct ArgmaxParams {
   int64_t cols = 0;
 };
 
+// Sampling on the device (engine::Sampler's semantics), one row of logits per sampled sequence.
+// Per-row parameters, shared by ApplyPenalties and Sample.
+struct SamplingRow {
+  double uniform = 0.0;           // u in [0, 1) from the request's own stream; unused when greedy
+  float temperature = 0.0f;       // below kSampleGreedyTemperature: greedy (argmax)
+  int32_t top_k = 0;              // 0 or -1 or >= cols: off; 1: greedy
+  float top_p = 1.0f;             // in (0, 1]; 1: off
+  float min_p = 0.0f;             // in [0, 1]; 0: off
+  float repetition_penalty = 1.0f;  // > 0; 1: off
+  float presence_penalty = 0.0f;    // 0: off
+  float frequency_penalty = 0.0f;   // 0: off
+  int32_t reserved = 0;
+};
+inline constexpr float kSampleGreedyTemperature = 1e-5f;
+
+// One (row, token) a penalty applies to: the token occurs in the row's prompt or output.
+struct PenaltyEntry {
+  int32_t row = 0;
+  int32_t token = 0;         // in [0, cols)
+  int32_t output_count = 0;  // occurrences among the generated tokens (0: prompt only)
+  int32_t reserved = 0;
+};
+
+// In place, for each entry (each (row, token) at most once), in this order (HF / OpenAI, as
+// engine::Sampler::ApplyPenalties): logit = logit > 0 ? logit / repetition : logit * repetition
+// (when repetition != 1); then, when output_count > 0, logit -= frequency * output_count (one
+// rounding: a fused multiply-add) and logit -= presence.
+struct ApplyPenaltiesParams {
+  float* logits = nullptr;               // [rows, cols]
+  const SamplingRow* rows_params = nullptr;  // [rows]
+  const PenaltyEntry* entries = nullptr;     // [num_entries]
+  int64_t num_entries = 0;
+  int64_t rows = 0;
+  int64_t cols = 0;
+};
+
+// out[r] = a token drawn from row r (after penalties), the same way on every backend:
+//  1. best = the argmax (ArgmaxParams' rules). Greedy (temperature < kSampleGreedyTemperature or
+//     top_k == 1), or logits[best] not finite: out = best.
+//  2. w[i] = exp((logits[i] - logits[best]) / temperature); NaN and w < FLT_MIN become 0.
+//  3. Kept: every w > 0. top_k in (1, cols): only the top_k first in the order (w desc, id asc).
+//     top_p < 1: of those kept, the shortest prefix (at least one) in that order whose mass
+//     reaches (top_p - 1e-6) * (the kept mass). min_p > 0: drop w < min_p.
+//  4. target = uniform * (the kept mass), uniform clamped into [0, 1); out = the first kept id,
+//     walking ids upwards, where the running mass exceeds target (the last kept id if rounding
+//     leaves none; best if nothing is kept, which only out-of-range parameters cause).
+// The logits are scratch: overwritten.
+struct SampleParams {
+  float* logits = nullptr;                   // [rows, cols]
+  const SamplingRow* rows_params = nullptr;  // [rows]
+  int32_t* out = nullptr;                    // [rows]
+  int64_t rows = 0;
+  int64_t cols = 0;
+};
+
 // y += x, elementwise.
 struct AddParams {
   const float* x = nullptr;
@@ -202,6 +259,30 @@ class Device {
   virtual absl::Status CopyToHost(void* host_dst, const void* src, size_t bytes) = 0;
   // Waits until all work queued on this device finished.
   virtual absl::Status Synchronize() = 0;
+  // Free and total bytes of device memory (cudaMemGetInfo), or nullopt where memory is the host's
+  // and not worth budgeting (the CPU).
+  struct MemoryInfo {
+    size_t free_bytes = 0;
+    size_t total_bytes = 0;
+  };
+  virtual std::optional<MemoryInfo> memory_info() const { return std::nullopt; }
+
+  // Graphs (CUDA graphs): whether RunGraph replays captured work, so that callers can give a
+  // repeated step fixed shapes worth capturing. False on the CPU.
+  virtual bool supports_graphs() const { return false; }
+  // Runs the kernels `record` launches as one replayable unit named `key`. The first call with
+  // a key runs `record` under capture and launches what it captured; later calls replay that
+  // capture, with the arguments the kernels had then, without calling `record`. So `record` may
+  // only launch kernels (no copies, no reads of device data on the host, no allocation) and must
+  // launch the same kernels with the same arguments for a given key: inputs change only through
+  // the memory they read. A capture that fails (e.g. a scratch buffer had to grow) runs `record`
+  // uncaptured; the key is captured on a later call. Devices without graphs run `record` itself.
+  virtual absl::Status RunGraph(uint64_t key, const std::function<absl::Status()>& record) {
+    (void)key;
+    return record();
+  }
+  // Drops every captured graph (the memory their kernels use is about to change).
+  virtual void ClearGraphs() {}
 
   virtual absl::Status Gemm(const GemmParams& p) = 0;
   virtual absl::Status RmsNorm(const RmsNormParams& p) = 0;
@@ -218,6 +299,8 @@ class Device {
   virtual absl::Status Embedding(const EmbeddingParams& p) = 0;
   virtual absl::Status Add(const AddParams& p) = 0;
   virtual absl::Status Argmax(const ArgmaxParams& p) = 0;
+  virtual absl::Status ApplyPenalties(const ApplyPenaltiesParams& p) = 0;
+  virtual absl::Status Sample(const SampleParams& p) = 0;
 };
 
 struct CpuDeviceConfig {

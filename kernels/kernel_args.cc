@@ -1,5 +1,7 @@
 #include "kernels/kernel_args.h"
 
+#include <cstdint>
+
 namespace strata::kernels {
 
 absl::Status ValidateKvPool(const char* op, const KvPoolView& kv) {
@@ -124,6 +126,31 @@ absl::Status ValidateQuantAttentionArgs(const QuantAttentionParams& p) {
     return absl::InvalidArgumentError(
         StrCat(op, ": bad arguments (num_seqs=", p.num_seqs, " q_heads=", p.num_q_heads,
                " kv_heads=", num_kv_heads, ")"));
+  }
+  return absl::OkStatus();
+}
+
+namespace {
+
+bool ValidSampleCols(int64_t cols) { return cols > 0 && cols <= INT32_MAX; }
+
+}  // namespace
+
+absl::Status ValidatePenaltiesArgs(const ApplyPenaltiesParams& p) {
+  if (p.rows < 0 || p.num_entries < 0 || !ValidSampleCols(p.cols) ||
+      (p.num_entries > 0 &&
+       (p.logits == nullptr || p.rows_params == nullptr || p.entries == nullptr))) {
+    return absl::InvalidArgumentError(StrCat("ApplyPenalties: bad arguments (rows=", p.rows,
+                                             " cols=", p.cols, " entries=", p.num_entries, ")"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateSampleArgs(const SampleParams& p) {
+  if (p.rows < 0 || !ValidSampleCols(p.cols) ||
+      (p.rows > 0 && (p.logits == nullptr || p.rows_params == nullptr || p.out == nullptr))) {
+    return absl::InvalidArgumentError(
+        StrCat("Sample: bad arguments (rows=", p.rows, " cols=", p.cols, ")"));
   }
   return absl::OkStatus();
 }

@@ -33,4 +33,10 @@ absl::Status ValidateKiviWriteArgs(const KiviWriteKvParams& p);
 // head counts, no null array.
 absl::Status ValidateQuantAttentionArgs(const QuantAttentionParams& p);
 
+// Sampling: rows, entries >= 0, cols in [1, INT32_MAX] (ids are int32), no null array that a
+// row or an entry needs. The entries themselves (row and token in range) live in device memory
+// on CUDA: the CPU twin rejects bad ones, the CUDA kernel skips them.
+absl::Status ValidatePenaltiesArgs(const ApplyPenaltiesParams& p);
+absl::Status ValidateSampleArgs(const SampleParams& p);
+
 }  // namespace strata::kernels

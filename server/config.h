@@ -72,6 +72,7 @@ struct EngineSection {
   int threads = 0;                  // CPU kernel threads; 0 = all cores
   int64_t max_num_seqs = 64;        // running sequences per step
   int64_t max_batch_tokens = 2048;  // tokens per step (prefill chunks + decodes)
+  bool cuda_graphs = true;          // CUDA: decode steps captured as graphs; false = eager
 
   absl::Status Validate() const;
   bool operator==(const EngineSection&) const = default;

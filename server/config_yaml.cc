@@ -294,6 +294,7 @@ void ReadEngine(MapReader r, EngineSection* c) {
   r.Int("threads", &c->threads);
   r.Int("max_num_seqs", &c->max_num_seqs);
   r.Int("max_batch_tokens", &c->max_batch_tokens);
+  r.Bool("cuda_graphs", &c->cuda_graphs);
   r.Finish();
 }
 

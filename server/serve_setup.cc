@@ -111,6 +111,7 @@ engine::EngineConfig MakeEngineConfig(const Config& c, const engine::Model& mode
   engine::EngineConfig e;
   e.backend = c.engine.backend;
   e.threads = c.engine.threads;
+  e.cuda_graphs = c.engine.cuda_graphs;
   e.scheduler.max_num_seqs = static_cast<int32_t>(c.engine.max_num_seqs);
   e.scheduler.max_batch_tokens = c.engine.max_batch_tokens;
   e.scheduler.policy = c.scheduler.policy;

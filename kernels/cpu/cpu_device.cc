@@ -1,6 +1,7 @@
 // CpuDevice: the Device on host memory. Buffers are 64-byte aligned and zeroed; copies are
 // memcpy and Synchronize is a no-op because every kernel finishes before it returns. Kernels run
-// on CpuDeviceConfig::threads OpenMP threads (GEMM via CpuGemm, the rest in cpu_kernels.h).
+// on CpuDeviceConfig::threads OpenMP threads (GEMM via CpuGemm, sampling in cpu_sampling.h, the
+// rest in cpu_kernels.h).
 #include <omp.h>
 #include <sys/mman.h>
 
@@ -12,6 +13,7 @@
 
 #include "kernels/cpu/cpu_gemm.h"
 #include "kernels/cpu/cpu_kernels.h"
+#include "kernels/cpu/cpu_sampling.h"
 #include "kernels/device.h"
 
 namespace strata::kernels {
@@ -116,6 +118,10 @@ class CpuDevice final : public Device {
   }
   absl::Status Add(const AddParams& p) override { return cpu::Add(p, threads_); }
   absl::Status Argmax(const ArgmaxParams& p) override { return cpu::Argmax(p, threads_); }
+  absl::Status ApplyPenalties(const ApplyPenaltiesParams& p) override {
+    return cpu::ApplyPenalties(p, threads_);
+  }
+  absl::Status Sample(const SampleParams& p) override { return cpu::Sample(p, threads_); }
 
  private:
   const int threads_;

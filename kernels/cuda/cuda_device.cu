@@ -1,9 +1,9 @@
 // CudaDevice: the Device on one NVIDIA GPU. Owns one compute stream, a cuBLAS handle bound to
-// it, scratch memory (bf16/f16 copies of GEMM activations, split-K attention partials) and one
-// copy stream per direction. Copies wait on an event recorded on the compute stream (ordered
-// after the queued kernels) and are waited for, so host memory may be reused on return. Kernels
-// only enqueue; Synchronize waits. Every CUDA and cuBLAS call is checked; a failure is a Status
-// naming file and line.
+// it, scratch memory (bf16/f16 copies of GEMM activations, split-K attention partials, cuBLAS's
+// workspace), one copy stream per direction and the captured graphs (RunGraph). Copies wait on
+// an event recorded on the compute stream (ordered after the queued kernels) and are waited
+// for, so host memory may be reused on return. Kernels only enqueue; Synchronize waits. Every
+// CUDA and cuBLAS call is checked; a failure is a Status naming file and line.
 // Threading: one driving thread (the engine thread) for kernels; copies, Allocate and buffer
 // frees are thread-safe (LayerKV's copy thread copies while the engine thread launches).
 #include <cublas_v2.h>
@@ -13,7 +13,9 @@
 #include <cstring>
 #include <memory>
 #include <mutex>
+#include <shared_mutex>
 #include <string>
+#include <unordered_map>
 
 #include "kernels/cuda/cuda_kernels.cuh"
 #include "kernels/device.h"
@@ -49,17 +51,28 @@ bool ValidPool(const KvPoolView& kv) {
          kv.head_dim > 0;
 }
 
+// Set while this thread captures a graph (RunGraph): what cannot be captured fails instead.
+thread_local bool t_capturing = false;
+
+absl::Status NotCapturable(std::string_view what) {
+  return absl::FailedPreconditionError(StrCat(what, " inside a captured graph"));
+}
+
 // Device memory that grows on demand and is kept: a larger request waits for queued work on
-// `stream`, frees the old block and allocates the new one.
+// `stream`, calls `on_move` (graphs that captured the old address must go), frees the old
+// block and allocates the new one. Growing cannot be captured.
 struct Scratch {
   void* data = nullptr;
   size_t bytes = 0;
+  std::function<void()> on_move;
 
   ~Scratch() {
     if (data != nullptr) cudaFree(data);
   }
   absl::Status Reserve(size_t want, cudaStream_t stream) {
     if (want <= bytes) return absl::OkStatus();
+    if (t_capturing) return NotCapturable("growing scratch memory");
+    if (on_move) on_move();
     STRATA_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream));
     if (data != nullptr) STRATA_CUDA_RETURN_IF_ERROR(cudaFree(data));
     data = nullptr;
@@ -85,6 +98,20 @@ class PinnedBuffer final : public Buffer {
   size_t size_bytes_;
 };
 
+// One captured graph, ready to launch.
+class GraphExec {
+ public:
+  explicit GraphExec(cudaGraphExec_t exec) : exec_(exec) {}
+  // An executable graph still running is freed when it completes.
+  ~GraphExec() { cudaGraphExecDestroy(exec_); }
+  GraphExec(const GraphExec&) = delete;
+  GraphExec& operator=(const GraphExec&) = delete;
+  cudaGraphExec_t get() const { return exec_; }
+
+ private:
+  cudaGraphExec_t exec_;
+};
+
 // A copy direction: its stream, the event that orders it after the compute stream, and the
 // mutex that lets the engine thread and a copy thread share it.
 struct CopyLane {
@@ -102,6 +129,7 @@ class CudaDevice final : public Device {
  public:
   ~CudaDevice() override {
     cudaSetDevice(ordinal_);
+    graphs_.clear();
     if (cublas_ != nullptr) cublasDestroy(cublas_);
     if (stream_ != nullptr) cudaStreamDestroy(stream_);
   }
@@ -113,6 +141,14 @@ class CudaDevice final : public Device {
     STRATA_CUDA_RETURN_IF_ERROR(cudaStreamCreateWithFlags(&device->stream_, cudaStreamNonBlocking));
     STRATA_CUBLAS_RETURN_IF_ERROR(cublasCreate(&device->cublas_));
     STRATA_CUBLAS_RETURN_IF_ERROR(cublasSetStream(device->cublas_, device->stream_));
+    // A workspace of our own (after SetStream, which resets it): captured GEMMs then never make
+    // cuBLAS allocate, and every graph shares it.
+    RETURN_IF_ERROR(device->cublas_workspace_.Reserve(kCublasWorkspaceBytes, device->stream_));
+    STRATA_CUBLAS_RETURN_IF_ERROR(cublasSetWorkspace(
+        device->cublas_, device->cublas_workspace_.data, kCublasWorkspaceBytes));
+    for (Scratch* s : {&device->attention_scratch_, &device->gemm_scratch_}) {
+      s->on_move = [d = device.get()] { d->ClearGraphs(); };
+    }
     STRATA_CUDA_RETURN_IF_ERROR(
         cudaDeviceGetAttribute(&device->num_sms_, cudaDevAttrMultiProcessorCount, ordinal));
     for (CopyLane* lane : {&device->h2d_, &device->d2h_}) {
@@ -165,9 +201,23 @@ class CudaDevice final : public Device {
     return Copy(host_dst, src, bytes, cudaMemcpyDeviceToHost);
   }
   absl::Status Synchronize() override {
+    if (t_capturing) return NotCapturable("Synchronize");
     STRATA_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));
     return absl::OkStatus();
   }
+
+  std::optional<MemoryInfo> memory_info() const override {
+    MemoryInfo info;
+    if (cudaSetDevice(ordinal_) != cudaSuccess ||
+        cudaMemGetInfo(&info.free_bytes, &info.total_bytes) != cudaSuccess) {
+      cudaGetLastError();
+      return std::nullopt;
+    }
+    return info;
+  }
+  bool supports_graphs() const override { return true; }
+  absl::Status RunGraph(uint64_t key, const std::function<absl::Status()>& record) override;
+  void ClearGraphs() override { graphs_.clear(); }
 
   absl::Status Gemm(const GemmParams& p) override;
   absl::Status RmsNorm(const RmsNormParams& p) override {
@@ -266,6 +316,16 @@ class CudaDevice final : public Device {
     STRATA_CUDA_RETURN_IF_ERROR(LaunchArgmax(p, stream_));
     return absl::OkStatus();
   }
+  absl::Status ApplyPenalties(const ApplyPenaltiesParams& p) override {
+    RETURN_IF_ERROR(ValidatePenaltiesArgs(p));
+    STRATA_CUDA_RETURN_IF_ERROR(LaunchApplyPenalties(p, stream_));
+    return absl::OkStatus();
+  }
+  absl::Status Sample(const SampleParams& p) override {
+    RETURN_IF_ERROR(ValidateSampleArgs(p));
+    STRATA_CUDA_RETURN_IF_ERROR(LaunchSample(p, stream_));
+    return absl::OkStatus();
+  }
 
  private:
   explicit CudaDevice(int ordinal) : ordinal_(ordinal) {}
@@ -274,6 +334,7 @@ class CudaDevice final : public Device {
   // from the device (a 4-byte copy and a stream sync).
   absl::StatusOr<int64_t> NumRows(int64_t hint, const int32_t* query_start, int32_t num_seqs) {
     if (hint > 0) return hint;
+    if (t_capturing) return NotCapturable("reading a row count back");
     int32_t rows = 0;
     STRATA_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(&rows, query_start + num_seqs, sizeof(rows),
                                                 cudaMemcpyDeviceToHost, stream_));
@@ -287,6 +348,10 @@ class CudaDevice final : public Device {
   // the compute queued after them.
   absl::Status Copy(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind) {
     if (bytes == 0) return absl::OkStatus();
+    if (t_capturing) return NotCapturable("a copy");
+    // Not while another thread captures: the event recorded on the compute stream would pull
+    // this copy into the capture.
+    std::shared_lock<std::shared_mutex> no_capture(capture_mu_);
     CopyLane& lane = kind == cudaMemcpyHostToDevice ? h2d_ : d2h_;
     std::lock_guard<std::mutex> lock(lane.mu);
     STRATA_CUDA_RETURN_IF_ERROR(cudaSetDevice(ordinal_));
@@ -297,14 +362,68 @@ class CudaDevice final : public Device {
     return absl::OkStatus();
   }
 
+  // Captures `record` on the compute stream into a new executable graph.
+  absl::StatusOr<std::unique_ptr<GraphExec>> Capture(const std::function<absl::Status()>& record);
+
+  static constexpr size_t kCublasWorkspaceBytes = size_t{32} << 20;
+  // Keys whose capture failed this often run uncaptured from then on.
+  static constexpr int kMaxCaptureFailures = 2;
+  // More distinct keys than this are not captured (a bound on graph memory).
+  static constexpr size_t kMaxGraphs = 512;
+
   const int ordinal_;
   int num_sms_ = 1;
+  std::unordered_map<uint64_t, std::unique_ptr<GraphExec>> graphs_;
+  std::unordered_map<uint64_t, int> capture_failures_;
+  std::shared_mutex capture_mu_;  // held exclusively while capturing, shared by copies
+  Scratch cublas_workspace_;
   Scratch attention_scratch_;  // split-K partial softmaxes of PagedAttention
   cudaStream_t stream_ = nullptr;
   cublasHandle_t cublas_ = nullptr;
   Scratch gemm_scratch_;  // [m, k] activations as bf16/f16 for the current GEMM
   CopyLane h2d_, d2h_;    // host -> device loads, device -> host stores
 };
+
+absl::StatusOr<std::unique_ptr<GraphExec>> CudaDevice::Capture(
+    const std::function<absl::Status()>& record) {
+  std::unique_lock<std::shared_mutex> lock(capture_mu_);
+  STRATA_CUDA_RETURN_IF_ERROR(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal));
+  t_capturing = true;
+  const absl::Status recorded = record();
+  t_capturing = false;
+  cudaGraph_t graph = nullptr;
+  const cudaError_t ended = cudaStreamEndCapture(stream_, &graph);
+  if (!recorded.ok() || ended != cudaSuccess || graph == nullptr) {
+    if (graph != nullptr) cudaGraphDestroy(graph);
+    cudaGetLastError();  // an invalidated capture leaves a (non-sticky) error behind
+    if (!recorded.ok()) return recorded;
+    return absl::InternalError(StrCat("graph capture failed: ", cudaGetErrorName(ended)));
+  }
+  cudaGraphExec_t exec = nullptr;
+  const cudaError_t made = cudaGraphInstantiate(&exec, graph, 0);
+  cudaGraphDestroy(graph);
+  STRATA_CUDA_RETURN_IF_ERROR(made);
+  return std::make_unique<GraphExec>(exec);
+}
+
+absl::Status CudaDevice::RunGraph(uint64_t key, const std::function<absl::Status()>& record) {
+  if (t_capturing) return NotCapturable("RunGraph");
+  auto it = graphs_.find(key);
+  if (it == graphs_.end()) {
+    if (graphs_.size() >= kMaxGraphs || capture_failures_[key] >= kMaxCaptureFailures) {
+      return record();
+    }
+    absl::StatusOr<std::unique_ptr<GraphExec>> exec = Capture(record);
+    if (!exec.ok()) {
+      // Nothing ran: run it uncaptured (which also grows what had to grow); capture next time.
+      ++capture_failures_[key];
+      return record();
+    }
+    it = graphs_.emplace(key, *std::move(exec)).first;
+  }
+  STRATA_CUDA_RETURN_IF_ERROR(cudaGraphLaunch(it->second->get(), stream_));
+  return absl::OkStatus();
+}
 
 // cuBLAS is column-major: the row-major c [m, n] is column-major c^T [n, m] = b a^T, where b's
 // row-major [n, k] buffer reads as column-major [k, n] (hence op T) and a's as [k, m] (op N).

@@ -6,6 +6,7 @@
 #include <algorithm>
 
 #include "kernels/cuda/cuda_kernels.cuh"
+#include "kernels/cuda/cuda_warp.cuh"
 
 namespace strata::kernels::cuda {
 namespace {
@@ -49,19 +50,6 @@ __global__ void SwiGluKernel(const float* gate, const float* up, float* out, int
   }
 }
 
-// (value, index) pairs: the larger value wins, the lower index on ties; NaN never wins because
-// every comparison with it is false. An index of -1 means "nothing above -inf yet".
-struct ArgBest {
-  float value;
-  int32_t index;
-};
-
-__device__ ArgBest Better(ArgBest a, ArgBest b) {
-  if (b.index < 0) return a;
-  if (a.index < 0 || b.value > a.value || (b.value == a.value && b.index < a.index)) return b;
-  return a;
-}
-
 // One block per row: each thread scans a strided slice, then warps and the block reduce.
 // REQUIRES: blockDim.x == kThreads.
 __global__ void ArgmaxKernel(const float* logits, int32_t* out, int64_t cols) {
@@ -70,20 +58,13 @@ __global__ void ArgmaxKernel(const float* logits, int32_t* out, int64_t cols) {
   for (int64_t i = threadIdx.x; i < cols; i += blockDim.x) {
     if (row[i] > best.value) best = {row[i], static_cast<int32_t>(i)};  // ascending i: first wins
   }
-  for (int offset = 16; offset > 0; offset /= 2) {
-    best = Better(best, {__shfl_xor_sync(0xffffffffu, best.value, offset),
-                         __shfl_xor_sync(0xffffffffu, best.index, offset)});
-  }
+  best = WarpBest(best);
   __shared__ ArgBest warp_best[kThreads / 32];
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   if (lane == 0) warp_best[warp] = best;
   __syncthreads();
   if (warp != 0) return;
-  best = lane < kThreads / 32 ? warp_best[lane] : ArgBest{-INFINITY, -1};
-  for (int offset = 16; offset > 0; offset /= 2) {
-    best = Better(best, {__shfl_xor_sync(0xffffffffu, best.value, offset),
-                         __shfl_xor_sync(0xffffffffu, best.index, offset)});
-  }
+  best = WarpBest(lane < kThreads / 32 ? warp_best[lane] : ArgBest{-INFINITY, -1});
   if (lane == 0) out[blockIdx.x] = best.index < 0 ? 0 : best.index;
 }
 

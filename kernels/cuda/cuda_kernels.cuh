@@ -97,6 +97,14 @@ cudaError_t LaunchAttentionScores(const AttentionScoresParams& p, cudaStream_t s
 // block-table entry of the call (the CPU twin checks this; the host cannot).
 cudaError_t LaunchKvCompact(const KvCompactParams& p, cudaStream_t stream);
 
+// cuda_sampling.cu: penalties and sampling (CPU twin kernels/cpu/cpu_sampling.cc), launched
+// after kernel_args.h's checks. Entries naming a row or token out of range are skipped (the CPU
+// twin rejects the call).
+// One thread per entry. REQUIRES: each (row, token) at most once.
+cudaError_t LaunchApplyPenalties(const ApplyPenaltiesParams& p, cudaStream_t stream);
+// One block of 1024 threads per row; deterministic (see cuda_sampling.cu for the one exception).
+cudaError_t LaunchSample(const SampleParams& p, cudaStream_t stream);
+
 // dst[i] = round-to-nearest-even(src[i]) as `dtype` (kBF16 or kF16), n elements.
 cudaError_t LaunchConvertActivations(const float* src, void* dst, DType dtype, int64_t n,
                                      cudaStream_t stream);

@@ -1,4 +1,4 @@
-// Device helpers the CUDA kernels share: warp reductions and varlen batch lookups. Device code
+// Device helpers the CUDA kernels share: warp reductions, argmax pairs and varlen batch lookups. Device code
 // only; included by kernels/cuda/*.cu.
 #pragma once
 
@@ -16,6 +16,29 @@ __device__ inline float WarpSum(float v) {
     v += __shfl_xor_sync(0xffffffffu, v, offset);
   }
   return v;
+}
+
+// (value, index) pairs for argmax reductions: the larger value wins, the lower index on ties;
+// NaN never wins because every comparison with it is false. An index of -1 means "nothing above
+// -inf yet". The winner is unique, so any reduction order gives the same one.
+struct ArgBest {
+  float value;
+  int32_t index;
+};
+
+__device__ inline ArgBest Better(ArgBest a, ArgBest b) {
+  if (b.index < 0) return a;
+  if (a.index < 0 || b.value > a.value || (b.value == a.value && b.index < a.index)) return b;
+  return a;
+}
+
+// The best over the warp, on every lane. REQUIRES: all 32 lanes call it.
+__device__ inline ArgBest WarpBest(ArgBest best) {
+  for (int offset = kWarp / 2; offset > 0; offset /= 2) {
+    best = Better(best, {__shfl_xor_sync(0xffffffffu, best.value, offset),
+                         __shfl_xor_sync(0xffffffffu, best.index, offset)});
+  }
+  return best;
 }
 
 // One key of an online softmax: folds `score` into the running max `m` and sum `l`; returns

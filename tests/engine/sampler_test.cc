@@ -2,7 +2,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
+#include <memory>
 #include <numeric>
 #include <random>
 #include <set>
@@ -10,6 +12,8 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "kernels/device.h"
+#include "tests/kernels/sampling_reference.h"
 
 namespace strata::engine {
 namespace {
@@ -328,6 +332,150 @@ TEST(SamplerTest, SampleAppliesPenaltiesFirst) {
   std::vector<float> logits = {2.0f, 1.9f};  // 2 / 1.2 = 1.67 < 1.9
   const std::vector<int32_t> generated = {0};
   EXPECT_EQ(sampler.Sample(logits, {}, generated), 1);
+}
+
+TEST(SamplerTest, AppendPenaltyEntriesListsDistinctIdsWithOutputCounts) {
+  const std::vector<int32_t> prompt = {5, 1, 1, -1, 9, 3};  // -1 and 9: outside vocab 8
+  const std::vector<int32_t> generated = {3, 3, 7, 100, 1};
+  SamplingParams p;
+  p.repetition_penalty = 1.3f;
+  std::vector<kernels::PenaltyEntry> entries = {{.row = 9, .token = 0}};  // appended to
+  Sampler(p).AppendPenaltyEntries(4, prompt, generated, 8, &entries);
+  auto key = [](const kernels::PenaltyEntry& e) {
+    return std::vector<int32_t>{e.row, e.token, e.output_count};
+  };
+  std::vector<std::vector<int32_t>> got;
+  for (const auto& e : entries) got.push_back(key(e));
+  EXPECT_THAT(got, ElementsAre(ElementsAre(9, 0, 0), ElementsAre(4, 1, 1), ElementsAre(4, 3, 2),
+                               ElementsAre(4, 5, 0), ElementsAre(4, 7, 1)));
+  // Without a repetition penalty a prompt-only id would change nothing: generated ids only.
+  p.repetition_penalty = 1.0f;
+  p.presence_penalty = 0.5f;
+  entries.clear();
+  Sampler(p).AppendPenaltyEntries(0, prompt, generated, 8, &entries);
+  got.clear();
+  for (const auto& e : entries) got.push_back(key(e));
+  EXPECT_THAT(got, ElementsAre(ElementsAre(0, 1, 1), ElementsAre(0, 3, 2), ElementsAre(0, 7, 1)));
+  entries.clear();
+  Sampler(SamplingParams{}).AppendPenaltyEntries(0, prompt, generated, 8, &entries);
+  EXPECT_TRUE(entries.empty());
+}
+
+TEST(SamplerTest, NextRowCarriesTheParamsAndConsumesWhatSampleConsumes) {
+  SamplingParams p = Seeded(31);
+  p.temperature = 0.8f;
+  p.top_k = 40;
+  p.top_p = 0.9f;
+  p.min_p = 0.05f;
+  p.repetition_penalty = 1.1f;
+  p.presence_penalty = 0.2f;
+  p.frequency_penalty = -0.3f;
+  Sampler a(p), b(p);
+  const kernels::SamplingRow first = a.NextRow();
+  EXPECT_EQ(first.temperature, 0.8f);
+  EXPECT_EQ(first.top_k, 40);
+  EXPECT_EQ(first.top_p, 0.9f);
+  EXPECT_EQ(first.min_p, 0.05f);
+  EXPECT_EQ(first.repetition_penalty, 1.1f);
+  EXPECT_EQ(first.presence_penalty, 0.2f);
+  EXPECT_EQ(first.frequency_penalty, -0.3f);
+  EXPECT_GE(first.uniform, 0.0);
+  EXPECT_LT(first.uniform, 1.0);
+  // Sample consumes exactly one uniform, even when the row needs none (all masked).
+  std::vector<float> masked = {-kInf, -kInf};
+  EXPECT_EQ(b.Sample(masked, {}, {}), 0);
+  EXPECT_EQ(a.NextRow().uniform, b.NextRow().uniform);
+  // Greedy rows draw nothing.
+  SamplingParams greedy = Seeded(31);
+  greedy.temperature = 0.0f;
+  Sampler g(greedy);
+  EXPECT_EQ(g.NextRow().uniform, 0.0);
+  greedy.temperature = 1.0f;
+  greedy.top_k = 1;
+  EXPECT_EQ(Sampler(greedy).NextRow().uniform, 0.0);
+}
+
+SamplingParams ParamsOf(const kernels::SamplingRow& row, uint64_t seed) {
+  SamplingParams p;
+  p.temperature = row.temperature;
+  p.top_k = row.top_k;
+  p.top_p = row.top_p;
+  p.min_p = row.min_p;
+  p.repetition_penalty = row.repetition_penalty;
+  p.presence_penalty = row.presence_penalty;
+  p.frequency_penalty = row.frequency_penalty;
+  p.seed = seed;
+  return p;
+}
+
+// The engine may sample a request on the device (penalty entries + NextRow + Device::Sample) or
+// on the host (Sampler::Sample): a seeded request draws the same tokens either way, token after
+// token, whatever else shares the batch.
+TEST(SamplerTest, DeviceSamplingDrawsWhatSampleDraws) {
+  auto device_or = kernels::MakeCpuDevice({.threads = 2});
+  ASSERT_TRUE(device_or.ok());
+  kernels::Device& device = **device_or;
+  std::mt19937 rng(4242);
+  int64_t drawn = 0;
+  for (int trial = 0; trial < 60; ++trial) {
+    const int64_t vocab = std::vector<int64_t>{1, 7, 1000, 32003}[trial % 4];
+    const int rows = std::uniform_int_distribution<int>(1, 6)(rng);
+    std::vector<std::unique_ptr<Sampler>> host, on_device;
+    std::vector<std::vector<int32_t>> prompts(rows), generated(rows);
+    for (int r = 0; r < rows; ++r) {
+      const SamplingParams p = ParamsOf(kernels::RandomSamplingRow(rng, vocab), rng());
+      ASSERT_TRUE(p.Validate().ok()) << p.Validate();
+      host.push_back(std::make_unique<Sampler>(p));
+      on_device.push_back(std::make_unique<Sampler>(p));
+      std::uniform_int_distribution<int32_t> id(-3, static_cast<int32_t>(vocab) + 3);
+      for (int i = std::uniform_int_distribution<int>(0, 40)(rng); i > 0; --i) {
+        prompts[r].push_back(id(rng));
+      }
+      for (int i = std::uniform_int_distribution<int>(0, 10)(rng); i > 0; --i) {
+        generated[r].push_back(id(rng));
+      }
+    }
+    for (int step = 0; step < 3; ++step) {
+      SCOPED_TRACE(StrCat("trial ", trial, " vocab ", vocab, " step ", step));
+      std::vector<float> logits(rows * vocab);
+      for (int r = 0; r < rows; ++r) {
+        kernels::FillRow(&logits[r * vocab], vocab, kernels::RandomRowKind(rng), rng);
+      }
+      // Host: penalties alone (for the exact logits), then Sample on a fresh copy.
+      std::vector<float> host_penalized = logits;
+      std::vector<int32_t> host_ids(rows);
+      for (int r = 0; r < rows; ++r) {
+        const std::span<float> row(&host_penalized[r * vocab], vocab);
+        Sampler::ApplyPenalties(host[r]->params(), row, prompts[r], generated[r]);
+        std::vector<float> scratch(logits.begin() + r * vocab, logits.begin() + (r + 1) * vocab);
+        host_ids[r] = host[r]->Sample(scratch, prompts[r], generated[r]);
+      }
+      // Device: one batch.
+      std::vector<kernels::PenaltyEntry> entries;
+      std::vector<kernels::SamplingRow> params(rows);
+      for (int r = 0; r < rows; ++r) {
+        on_device[r]->AppendPenaltyEntries(r, prompts[r], generated[r], vocab, &entries);
+        params[r] = on_device[r]->NextRow();
+      }
+      ASSERT_TRUE(device
+                      .ApplyPenalties({.logits = logits.data(), .rows_params = params.data(),
+                                       .entries = entries.data(),
+                                       .num_entries = static_cast<int64_t>(entries.size()),
+                                       .rows = rows, .cols = vocab})
+                      .ok());
+      ASSERT_EQ(std::memcmp(logits.data(), host_penalized.data(), logits.size() * sizeof(float)),
+                0);
+      std::vector<int32_t> device_ids(rows, -1);
+      ASSERT_TRUE(device.Sample({logits.data(), params.data(), device_ids.data(), rows, vocab})
+                      .ok());
+      ASSERT_EQ(device_ids, host_ids);
+      for (int r = 0; r < rows; ++r) {
+        generated[r].push_back(host_ids[r]);
+        drawn += host[r]->params().IsGreedy() ? 0 : 1;
+      }
+    }
+  }
+  EXPECT_GT(drawn, 200);
 }
 
 }  // namespace

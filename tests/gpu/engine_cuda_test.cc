@@ -7,6 +7,7 @@
 //   - the KV tiers device -> host -> device: a multi-turn conversation whose history comes back
 //     from host RAM gives the outputs of a tiers-off run and of the CPU backend, and
 //     ModelRunner's page I/O (the tiers' PageIo) round-trips a page byte for byte;
+//   - decode steps as CUDA graphs give the tokens of eager launches;
 //   - every KV policy of configs/policies.yaml (codecs and sparsity) runs without error and its
 //     greedy tokens agree with the CPU backend's run of the same policy.
 // Every test skips with MakeCudaDevice's reason where there is no GPU or no CUDA in the build.
@@ -224,6 +225,26 @@ TEST_F(EngineCudaTest, BatchInvarianceAndEqualToTheCpu) {
     EXPECT_EQ(solo[i].tokens, on_cpu[i].tokens) << "cuda vs cpu, request " << i;
   }
   EXPECT_EQ(cuda->Stats().num_step_errors, 0);
+}
+
+// Decode steps replayed as CUDA graphs (padded to bucket shapes) give exactly the tokens of
+// eager launches, for a batch whose size changes every few steps.
+TEST_F(EngineCudaTest, DecodeGraphsGiveTheEagerTokens) {
+  EngineConfig eager_config = SmallConfig("cuda");
+  eager_config.cuda_graphs = false;
+  auto graphs = MakeEngine(*model_, SmallConfig("cuda"));
+  auto eager = MakeEngine(*model_, eager_config);
+  ASSERT_TRUE(graphs && eager);
+  const std::vector<RequestOptions> requests = VariedRequests();
+  const std::vector<Output> with_graphs = RunTogether(*graphs, requests);
+  const std::vector<Output> without = RunTogether(*eager, requests);
+  ASSERT_EQ(with_graphs.size(), requests.size());
+  for (size_t i = 0; i < requests.size(); ++i) {
+    EXPECT_EQ(with_graphs[i].tokens, without[i].tokens) << "request " << i;
+  }
+  EXPECT_GT(graphs->Stats().num_graph_steps, 0);
+  EXPECT_EQ(eager->Stats().num_graph_steps, 0);
+  EXPECT_EQ(graphs->Stats().num_step_errors, 0);
 }
 
 // The same sequence of requests on `backend`: a prompt, a longer one sharing its blocks, the
