@@ -32,8 +32,8 @@ std::optional<ModelRunner::GraphShape> ModelRunner::DecodeGraphShape(const Batch
   for (int32_t pool : b.seq_pools) {
     if (pool != 0) return std::nullopt;
   }
-  for (int32_t s = 0; s < seqs; ++s) {
-    if (b.logit_rows[s] != s) return std::nullopt;
+  for (int32_t s = 0; s < seqs; ++s) {  // one token per sequence, every row's logits in order
+    if (b.query_start[s + 1] != s + 1 || b.logit_rows[s] != s) return std::nullopt;
   }
   const int64_t cap = std::min<int64_t>({rc_.max_num_seqs, rc_.max_logit_rows, rc_.max_batch_tokens});
   GraphShape shape{.seqs = SeqBucket(seqs)};
