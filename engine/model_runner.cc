@@ -271,15 +271,24 @@ absl::Status ModelRunner::ForwardSample(const BatchInput& batch,
 
 absl::Status ModelRunner::RunLayers(const BatchInput& batch) {
   RETURN_IF_ERROR(CheckBatch(batch));
-  if (const std::optional<GraphShape> shape = DecodeGraphShape(batch)) {
-    return RunDecodeGraph(batch, *shape);
+  const std::optional<GraphShape> shape = DecodeGraphShape(batch);
+  BatchInput padded;
+  if (shape) {
+    padded = PadDecodeBatch(batch, *shape);
+    RETURN_IF_ERROR(CheckPoolBatch(padded));  // ranges_: one pool-0 range over the padded rows
   }
-  RETURN_IF_ERROR(UploadBatch(batch));
-  RETURN_IF_ERROR(PrepareScores(batch));
-  return RunModel(static_cast<int64_t>(batch.token_ids.size()),
-                  static_cast<int32_t>(batch.context_lens.size()), batch.max_blocks_per_seq,
-                  static_cast<int64_t>(batch.logit_rows.size()), batch.layer_loads,
-                  batch.layer_stores);
+  const BatchInput& in = shape ? padded : batch;
+  RETURN_IF_ERROR(UploadBatch(in));
+  RETURN_IF_ERROR(PrepareScores(in));
+  if (!shape) {
+    return RunModel(static_cast<int64_t>(in.token_ids.size()),
+                    static_cast<int32_t>(in.context_lens.size()), in.max_blocks_per_seq,
+                    static_cast<int64_t>(in.logit_rows.size()), in.layer_loads, in.layer_stores);
+  }
+  ++num_graph_steps_;
+  return device_->RunGraph(shape->key(), [this, s = *shape] {
+    return RunModel(s.seqs, s.seqs, s.max_blocks, s.seqs, {}, {});
+  });
 }
 
 absl::Status ModelRunner::RunModel(int64_t n, int32_t seqs, int32_t max_blocks, int64_t rows,

@@ -208,7 +208,8 @@ class ModelRunner : public kvcache::PageIo {
                         std::span<const kvcache::LayerPageCopy> stores);
   absl::Status Logits(int64_t num_tokens, int64_t rows);
   // model_runner_graphs.cc: a decode step (one new token per sequence, all of pool 0, every
-  // row's logits, no LayerKV, no scores) padded to a bucket shape and run as a graph.
+  // row's logits, no LayerKV, no scores) is padded to a bucket shape and RunLayers runs it as a
+  // graph (Device::RunGraph).
   struct GraphShape {
     int32_t seqs = 0;        // the bucket's sequences (>= the batch's), one token each
     int32_t max_blocks = 0;  // the bucket's block-table width (>= the batch's)
@@ -218,7 +219,6 @@ class ModelRunner : public kvcache::PageIo {
   // The batch padded to `shape` in padded_*: extra sequences of one token at position 0 whose
   // K/V goes to, and whose attention reads, the padding page only.
   BatchInput PadDecodeBatch(const BatchInput& b, const GraphShape& shape);
-  absl::Status RunDecodeGraph(const BatchInput& b, const GraphShape& shape);
   float* F(const std::unique_ptr<kernels::Buffer>& b) { return b ? b->as<float>() : nullptr; }
 
   kernels::Device* device_;

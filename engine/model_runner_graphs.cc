@@ -35,13 +35,11 @@ std::optional<ModelRunner::GraphShape> ModelRunner::DecodeGraphShape(const Batch
   for (int32_t s = 0; s < seqs; ++s) {  // one token per sequence, every row's logits in order
     if (b.query_start[s + 1] != s + 1 || b.logit_rows[s] != s) return std::nullopt;
   }
+  // CheckBatch held the batch within these caps, so the clamped bucket still holds it.
   const int64_t cap = std::min<int64_t>({rc_.max_num_seqs, rc_.max_logit_rows, rc_.max_batch_tokens});
-  GraphShape shape{.seqs = SeqBucket(seqs)};
-  if (shape.seqs > cap) shape.seqs = static_cast<int32_t>(cap);
   const uint32_t width = std::bit_ceil(static_cast<uint32_t>(std::max(b.max_blocks_per_seq, 8)));
-  shape.max_blocks = static_cast<int32_t>(std::min<int64_t>(width, max_blocks_per_seq()));
-  if (shape.seqs < seqs || shape.max_blocks < b.max_blocks_per_seq) return std::nullopt;
-  return shape;
+  return GraphShape{.seqs = static_cast<int32_t>(std::min<int64_t>(SeqBucket(seqs), cap)),
+                    .max_blocks = static_cast<int32_t>(std::min<int64_t>(width, max_blocks_per_seq()))};
 }
 
 BatchInput ModelRunner::PadDecodeBatch(const BatchInput& b, const GraphShape& shape) {
@@ -80,18 +78,6 @@ BatchInput ModelRunner::PadDecodeBatch(const BatchInput& b, const GraphShape& sh
   out.slots = padded_slots_;
   out.logit_rows = padded_rows_;
   return out;
-}
-
-absl::Status ModelRunner::RunDecodeGraph(const BatchInput& b, const GraphShape& shape) {
-  const BatchInput padded = PadDecodeBatch(b, shape);
-  ranges_.assign(1, PoolRange{.pool = 0, .first_seq = 0, .end_seq = shape.seqs, .first_token = 0,
-                              .end_token = shape.seqs});
-  RETURN_IF_ERROR(UploadBatch(padded));
-  score_seqs_ = 0;
-  ++num_graph_steps_;
-  return device_->RunGraph(shape.key(), [this, shape] {
-    return RunModel(shape.seqs, shape.seqs, shape.max_blocks, shape.seqs, {}, {});
-  });
 }
 
 }  // namespace strata::engine

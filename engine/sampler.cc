@@ -15,6 +15,51 @@ absl::Status OutOfRange(std::string_view field, std::string_view range, float va
   return absl::InvalidArgumentError(StrCat(field, " must be ", range, ", got ", value));
 }
 
+// The row's parameters without a uniform.
+kernels::SamplingRow RowOf(const SamplingParams& p) {
+  kernels::SamplingRow row;
+  row.temperature = p.temperature;
+  row.top_k = p.top_k;
+  row.top_p = p.top_p;
+  row.min_p = p.min_p;
+  row.repetition_penalty = p.repetition_penalty;
+  row.presence_penalty = p.presence_penalty;
+  row.frequency_penalty = p.frequency_penalty;
+  return row;
+}
+
+// Sampler::AppendPenaltyEntries for `params`: the one place that decides which logits a penalty
+// touches, for the host Sampler and the device alike.
+void AppendEntries(const SamplingParams& params, int32_t row, std::span<const int32_t> prompt_ids,
+                   std::span<const int32_t> generated_ids, int64_t vocab,
+                   std::vector<kernels::PenaltyEntry>* out) {
+  const bool repetition = params.repetition_penalty != 1.0f;
+  if (!repetition && params.presence_penalty == 0.0f && params.frequency_penalty == 0.0f) {
+    return;
+  }
+  auto in_vocab = [vocab](int32_t id) { return id >= 0 && id < vocab; };
+  std::vector<std::pair<int32_t, bool>> ids;  // (id, occurs in the output)
+  ids.reserve(generated_ids.size() + (repetition ? prompt_ids.size() : 0));
+  for (int32_t id : generated_ids) {
+    if (in_vocab(id)) ids.emplace_back(id, true);
+  }
+  if (repetition) {
+    for (int32_t id : prompt_ids) {
+      if (in_vocab(id)) ids.emplace_back(id, false);
+    }
+  }
+  std::sort(ids.begin(), ids.end());
+  for (size_t begin = 0; begin < ids.size();) {
+    size_t end = begin;
+    int32_t output_count = 0;
+    for (; end < ids.size() && ids[end].first == ids[begin].first; ++end) {
+      output_count += ids[end].second ? 1 : 0;
+    }
+    out->push_back({.row = row, .token = ids[begin].first, .output_count = output_count});
+    begin = end;
+  }
+}
+
 }  // namespace
 
 absl::Status SamplingParams::Validate() const {
@@ -69,35 +114,12 @@ int32_t Sampler::Argmax(std::span<const float> logits) {
 void Sampler::ApplyPenalties(const SamplingParams& params, std::span<float> logits,
                              std::span<const int32_t> prompt_ids,
                              std::span<const int32_t> generated_ids) {
-  const int64_t vocab = static_cast<int64_t>(logits.size());
-  auto in_vocab = [vocab](int32_t id) { return id >= 0 && id < vocab; };
-  if (params.repetition_penalty != 1.0f) {
-    // A bitmap of penalised ids: each token is penalised once however often it occurs.
-    std::vector<uint64_t> seen(static_cast<size_t>(vocab + 63) / 64, 0);
-    auto penalise = [&](int32_t id) {
-      if (!in_vocab(id)) return;
-      const uint64_t bit = uint64_t{1} << (id & 63);
-      uint64_t& word = seen[static_cast<size_t>(id) >> 6];
-      if (word & bit) return;
-      word |= bit;
-      logits[id] = kernels::cpu::RepetitionPenalized(logits[id], params.repetition_penalty);
-    };
-    for (int32_t id : prompt_ids) penalise(id);
-    for (int32_t id : generated_ids) penalise(id);
-  }
-  if (params.presence_penalty == 0.0f && params.frequency_penalty == 0.0f) return;
-  std::vector<int32_t> sorted(generated_ids.begin(), generated_ids.end());
-  std::sort(sorted.begin(), sorted.end());
-  for (size_t begin = 0; begin < sorted.size();) {
-    size_t end = begin;
-    while (end < sorted.size() && sorted[end] == sorted[begin]) ++end;
-    if (in_vocab(sorted[begin])) {
-      float& logit = logits[sorted[begin]];
-      logit = kernels::cpu::OutputPenalized(logit, params.frequency_penalty,
-                                            params.presence_penalty,
-                                            static_cast<int32_t>(end - begin));
-    }
-    begin = end;
+  std::vector<kernels::PenaltyEntry> entries;
+  AppendEntries(params, 0, prompt_ids, generated_ids, static_cast<int64_t>(logits.size()),
+                &entries);
+  const kernels::SamplingRow row = RowOf(params);
+  for (const kernels::PenaltyEntry& e : entries) {
+    logits[e.token] = kernels::cpu::PenalizedLogit(logits[e.token], row, e.output_count);
   }
 }
 
@@ -109,14 +131,7 @@ int32_t Sampler::Sample(std::span<float> logits, std::span<const int32_t> prompt
 }
 
 kernels::SamplingRow Sampler::NextRow() {
-  kernels::SamplingRow row;
-  row.temperature = params_.temperature;
-  row.top_k = params_.top_k;
-  row.top_p = params_.top_p;
-  row.min_p = params_.min_p;
-  row.repetition_penalty = params_.repetition_penalty;
-  row.presence_penalty = params_.presence_penalty;
-  row.frequency_penalty = params_.frequency_penalty;
+  kernels::SamplingRow row = RowOf(params_);
   if (!params_.IsGreedy()) row.uniform = NextUniform();
   return row;
 }
@@ -124,31 +139,7 @@ kernels::SamplingRow Sampler::NextRow() {
 void Sampler::AppendPenaltyEntries(int32_t row, std::span<const int32_t> prompt_ids,
                                    std::span<const int32_t> generated_ids, int64_t vocab,
                                    std::vector<kernels::PenaltyEntry>* out) const {
-  const bool repetition = params_.repetition_penalty != 1.0f;
-  if (!repetition && params_.presence_penalty == 0.0f && params_.frequency_penalty == 0.0f) {
-    return;
-  }
-  auto in_vocab = [vocab](int32_t id) { return id >= 0 && id < vocab; };
-  std::vector<std::pair<int32_t, bool>> ids;  // (id, occurs in the output)
-  ids.reserve(generated_ids.size() + (repetition ? prompt_ids.size() : 0));
-  for (int32_t id : generated_ids) {
-    if (in_vocab(id)) ids.emplace_back(id, true);
-  }
-  if (repetition) {
-    for (int32_t id : prompt_ids) {
-      if (in_vocab(id)) ids.emplace_back(id, false);
-    }
-  }
-  std::sort(ids.begin(), ids.end());
-  for (size_t begin = 0; begin < ids.size();) {
-    size_t end = begin;
-    int32_t output_count = 0;
-    for (; end < ids.size() && ids[end].first == ids[begin].first; ++end) {
-      output_count += ids[end].second ? 1 : 0;
-    }
-    out->push_back({.row = row, .token = ids[begin].first, .output_count = output_count});
-    begin = end;
-  }
+  AppendEntries(params_, row, prompt_ids, generated_ids, vocab, out);
 }
 
 }  // namespace strata::engine

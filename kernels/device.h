@@ -281,8 +281,6 @@ class Device {
     (void)key;
     return record();
   }
-  // Drops every captured graph (the memory their kernels use is about to change).
-  virtual void ClearGraphs() {}
 
   virtual absl::Status Gemm(const GemmParams& p) = 0;
   virtual absl::Status RmsNorm(const RmsNormParams& p) = 0;

@@ -217,7 +217,6 @@ class CudaDevice final : public Device {
   }
   bool supports_graphs() const override { return true; }
   absl::Status RunGraph(uint64_t key, const std::function<absl::Status()>& record) override;
-  void ClearGraphs() override { graphs_.clear(); }
 
   absl::Status Gemm(const GemmParams& p) override;
   absl::Status RmsNorm(const RmsNormParams& p) override {
@@ -362,6 +361,8 @@ class CudaDevice final : public Device {
     return absl::OkStatus();
   }
 
+  // Drops every captured graph (a scratch buffer they captured the address of moved).
+  void ClearGraphs() { graphs_.clear(); }
   // Captures `record` on the compute stream into a new executable graph.
   absl::StatusOr<std::unique_ptr<GraphExec>> Capture(const std::function<absl::Status()>& record);
 

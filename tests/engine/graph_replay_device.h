@@ -37,7 +37,6 @@ class GraphReplayDevice final : public kernels::Device {
   std::string name() const override { return "graph-replay(" + inner_->name() + ")"; }
   bool host_visible() const override { return inner_->host_visible(); }
   bool supports_graphs() const override { return true; }
-  void ClearGraphs() override { graphs_.clear(); }
 
   absl::Status RunGraph(uint64_t key, const std::function<absl::Status()>& record) override {
     if (recording_ != nullptr) return Refuse("RunGraph");

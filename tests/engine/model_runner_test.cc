@@ -7,8 +7,7 @@
 #include <numeric>
 
 #include "engine/synthetic.h"
-#include "kvcache/page_pool.h"
-#include "kvcache/sequence_kv.h"
+#include "tests/engine/runner_stepper.h"
 
 namespace strata::engine {
 namespace {
@@ -21,54 +20,20 @@ class ModelRunnerTest : public ::testing::Test {
     model_ = std::make_unique<SyntheticModel>(std::move(*m));
     auto dev = kernels::MakeCpuDevice({});
     ASSERT_TRUE(dev.ok());
-    device_ = std::move(*dev);
     RunnerConfig rc{.max_batch_tokens = 64, .max_num_seqs = 4, .max_logit_rows = 8,
                     .num_kv_pages = 64, .block_size = 4, .max_model_len = 64, .extra_pools = {}};
-    auto r = ModelRunner::Create(device_.get(), model_->config, model_->weights, rc);
-    ASSERT_TRUE(r.ok()) << r.status();
-    runner_ = std::move(*r);
-    pool_ = std::make_unique<kvcache::PagePool>(rc.num_kv_pages);
+    stepper_ = std::make_unique<Stepper>(*model_, std::move(*dev), rc);
+    runner_ = &stepper_->runner();
   }
 
-  // Runs `seqs` (token lists) as one batch from position 0; returns each one's last logits.
+  // Runs `seqs` (token lists) as one batch of new sequences from position 0; returns each one's
+  // last logits.
   std::vector<std::vector<float>> RunBatch(const std::vector<std::vector<int32_t>>& seqs) {
-    const auto& layout = runner_->kv_layout();
-    std::vector<std::unique_ptr<kvcache::SequenceKv>> kv;
-    std::vector<int32_t> ids, positions, query_start{0}, context_lens, rows, tables;
-    std::vector<int64_t> slots;
-    int32_t max_blocks = 0;
-    for (const auto& s : seqs) {
-      kv.push_back(std::make_unique<kvcache::SequenceKv>(layout, pool_.get()));
-      EXPECT_TRUE(kv.back()->Reserve(s.size()));
-      max_blocks = std::max<int32_t>(max_blocks, kv.back()->num_blocks());
-      for (size_t i = 0; i < s.size(); ++i) {
-        ids.push_back(s[i]);
-        positions.push_back(static_cast<int32_t>(i));
-      }
-      query_start.push_back(static_cast<int32_t>(ids.size()));
-      context_lens.push_back(static_cast<int32_t>(s.size()));
-      rows.push_back(query_start.back() - 1);
-    }
-    for (int32_t l = 0; l < layout.num_layers; ++l) {
-      for (size_t s = 0; s < seqs.size(); ++s) {
-        auto pages = kv[s]->pages(l);
-        for (int32_t b = 0; b < max_blocks; ++b) {
-          tables.push_back(b < static_cast<int32_t>(pages.size()) ? pages[b] : 0);
-        }
-      }
-      for (size_t s = 0; s < seqs.size(); ++s) {
-        for (size_t i = 0; i < seqs[s].size(); ++i) slots.push_back(kv[s]->Slot(l, i));
-      }
-    }
-    std::vector<float> logits(rows.size() * runner_->vocab_size());
-    BatchInput b{.token_ids = ids, .positions = positions, .query_start = query_start,
-                 .context_lens = context_lens, .max_blocks_per_seq = max_blocks,
-                 .block_tables = tables, .slots = slots, .logit_rows = rows,
-                 .layer_loads = {}, .layer_stores = {}, .seq_pools = {},
-                 .quant_before = {}, .quant_after = {}, .score_from = {}};
-    EXPECT_TRUE(runner_->Forward(b, logits).ok());
+    std::vector<int> ids;
+    for (size_t s = 0; s < seqs.size(); ++s) ids.push_back(next_seq_++);
+    const std::vector<float> logits = stepper_->Step(ids, seqs);
     std::vector<std::vector<float>> out;
-    for (size_t s = 0; s < rows.size(); ++s) {
+    for (size_t s = 0; s < seqs.size(); ++s) {
       out.emplace_back(logits.begin() + s * runner_->vocab_size(),
                        logits.begin() + (s + 1) * runner_->vocab_size());
     }
@@ -76,9 +41,9 @@ class ModelRunnerTest : public ::testing::Test {
   }
 
   std::unique_ptr<SyntheticModel> model_;
-  std::unique_ptr<kernels::Device> device_;
-  std::unique_ptr<ModelRunner> runner_;
-  std::unique_ptr<kvcache::PagePool> pool_;
+  std::unique_ptr<Stepper> stepper_;
+  ModelRunner* runner_ = nullptr;
+  int next_seq_ = 0;
 };
 
 TEST_F(ModelRunnerTest, VarlenBatchMatchesEachSequenceAlone) {
