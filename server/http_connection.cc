@@ -62,6 +62,7 @@ std::string StatusLine(int status) {
 
 HttpConnection::HttpConnection(HttpServer* server, uint64_t id, tcp::socket socket, bool reject)
     : server_(server),
+      live_(server),
       options_(server->options_),
       id_(id),
       socket_(std::move(socket)),
@@ -69,11 +70,15 @@ HttpConnection::HttpConnection(HttpServer* server, uint64_t id, tcp::socket sock
       read_timer_(executor_),
       write_timer_(executor_),
       reject_(reject),
-      counted_(!reject) {
+      counted_(!reject) {}
+
+HttpConnection::~HttpConnection() = default;
+
+HttpConnection::LiveToken::LiveToken(HttpServer* server) : server_(server) {
   server_->ConnectionCreated();
 }
 
-HttpConnection::~HttpConnection() { server_->ConnectionDestroyed(); }
+HttpConnection::LiveToken::~LiveToken() { server_->ConnectionDestroyed(); }
 
 void HttpConnection::Start() {
   net::post(executor_, [self = shared_from_this()] {

@@ -95,7 +95,23 @@ class HttpConnection : public std::enable_shared_from_this<HttpConnection> {
   void Shutdown();
   void StartDrain();
 
+  // Counts the connection as live in its server from construction until the very end of its
+  // destruction: declared first, so destroyed after the socket and timers (which need the
+  // server's io_context). HttpServer::Stop waits for the count to reach zero before it destroys
+  // the io_context, whichever thread drops the last reference.
+  class LiveToken {
+   public:
+    explicit LiveToken(HttpServer* server);
+    ~LiveToken();
+    LiveToken(const LiveToken&) = delete;
+    LiveToken& operator=(const LiveToken&) = delete;
+
+   private:
+    HttpServer* const server_;
+  };
+
   HttpServer* const server_;
+  const LiveToken live_;
   const HttpServerOptions& options_;
   const uint64_t id_;
   boost::asio::ip::tcp::socket socket_;

@@ -738,6 +738,37 @@ TEST(HttpServerTest, StopWritesOutAStreamThatAlreadyEnded) {
   stopper.join();
 }
 
+// The engine thread reaches a connection through its responder (a weak pointer it locks for the
+// length of one call), so the last reference to a connection can drop on that thread while the
+// server is being destroyed. The server must stay until the connection is wholly gone, sockets
+// and timers included (under ASan a connection outliving the io_context is a use after free).
+TEST(HttpServerTest, ServerOutlivesAConnectionReleasedOnAnotherThread) {
+  for (int round = 0; round < 40; ++round) {
+    Captured cap;
+    auto server = StartOrDie({}, cap.Handler(/*stream=*/true));
+    ASSERT_NE(server, nullptr);
+    std::vector<std::unique_ptr<Client>> clients;
+    for (int i = 0; i < 4; ++i) {
+      clients.push_back(std::make_unique<Client>(server->port()));
+      ASSERT_TRUE(clients.back()->Send("GET / HTTP/1.1\r\nHost: x\r\n\r\n"));
+    }
+    ASSERT_TRUE(WaitFor([&] { return cap.size() == 4; }));
+    std::atomic<bool> done{false};
+    std::vector<std::thread> holders;
+    for (int i = 0; i < 4; ++i) {
+      holders.emplace_back([&, r = cap.at(i)] {
+        while (!done.load()) {
+          r->Write("x");  // locks the connection for the call, like the engine's sends
+        }
+      });
+    }
+    server.reset();
+    done.store(true);
+    for (auto& t : holders) t.join();
+    EXPECT_EQ(cap.closes.load(), 4);
+  }
+}
+
 // Idle keep-alive connections do not hold Stop() up.
 TEST(HttpServerTest, StopClosesIdleKeepAliveConnectionsAtOnce) {
   auto server = StartOrDie({}, Echo);
