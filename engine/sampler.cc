@@ -28,35 +28,18 @@ kernels::SamplingRow RowOf(const SamplingParams& p) {
   return row;
 }
 
-// Sampler::AppendPenaltyEntries for `params`: the one place that decides which logits a penalty
-// touches, for the host Sampler and the device alike.
-void AppendEntries(const SamplingParams& params, int32_t row, std::span<const int32_t> prompt_ids,
-                   std::span<const int32_t> generated_ids, int64_t vocab,
-                   std::vector<kernels::PenaltyEntry>* out) {
-  const bool repetition = params.repetition_penalty != 1.0f;
-  if (!repetition && params.presence_penalty == 0.0f && params.frequency_penalty == 0.0f) {
-    return;
-  }
-  auto in_vocab = [vocab](int32_t id) { return id >= 0 && id < vocab; };
-  std::vector<std::pair<int32_t, bool>> ids;  // (id, occurs in the output)
-  ids.reserve(generated_ids.size() + (repetition ? prompt_ids.size() : 0));
-  for (int32_t id : generated_ids) {
-    if (in_vocab(id)) ids.emplace_back(id, true);
-  }
-  if (repetition) {
-    for (int32_t id : prompt_ids) {
-      if (in_vocab(id)) ids.emplace_back(id, false);
-    }
-  }
-  std::sort(ids.begin(), ids.end());
-  for (size_t begin = 0; begin < ids.size();) {
-    size_t end = begin;
-    int32_t output_count = 0;
-    for (; end < ids.size() && ids[end].first == ids[begin].first; ++end) {
-      output_count += ids[end].second ? 1 : 0;
-    }
-    out->push_back({.row = row, .token = ids[begin].first, .output_count = output_count});
-    begin = end;
+bool HasPenalty(const SamplingParams& p) {
+  return p.repetition_penalty != 1.0f || p.presence_penalty != 0.0f ||
+         p.frequency_penalty != 0.0f;
+}
+
+// The host's penalty stage: the device kernels' rule (PenalizedLogit) on the logit of each entry
+// PenaltyCounts lists, so both paths touch the same logits the same way.
+void ApplyEntries(const SamplingParams& params, std::span<const kernels::PenaltyEntry> entries,
+                  std::span<float> logits) {
+  const kernels::SamplingRow row = RowOf(params);
+  for (const kernels::PenaltyEntry& e : entries) {
+    logits[e.token] = kernels::cpu::PenalizedLogit(logits[e.token], row, e.output_count);
   }
 }
 
@@ -89,11 +72,13 @@ bool SamplingParams::IsGreedy() const {
 }
 
 bool SamplingParams::IsPlainArgmax() const {
-  return IsGreedy() && repetition_penalty == 1.0f && presence_penalty == 0.0f &&
-         frequency_penalty == 0.0f;
+  return IsGreedy() && !HasPenalty(*this);
 }
 
 Sampler::Sampler(const SamplingParams& params) : params_(params) {
+  if (HasPenalty(params)) {
+    penalty_counts_.emplace(/*with_prompt=*/params.repetition_penalty != 1.0f);
+  }
   uint64_t seed = 0;
   if (params.seed.has_value()) {
     seed = *params.seed;
@@ -114,19 +99,19 @@ int32_t Sampler::Argmax(std::span<const float> logits) {
 void Sampler::ApplyPenalties(const SamplingParams& params, std::span<float> logits,
                              std::span<const int32_t> prompt_ids,
                              std::span<const int32_t> generated_ids) {
-  std::vector<kernels::PenaltyEntry> entries;
-  AppendEntries(params, 0, prompt_ids, generated_ids, static_cast<int64_t>(logits.size()),
-                &entries);
-  const kernels::SamplingRow row = RowOf(params);
-  for (const kernels::PenaltyEntry& e : entries) {
-    logits[e.token] = kernels::cpu::PenalizedLogit(logits[e.token], row, e.output_count);
-  }
+  if (!HasPenalty(params)) return;
+  PenaltyCounts counts(/*with_prompt=*/params.repetition_penalty != 1.0f);
+  counts.Update(prompt_ids, generated_ids, static_cast<int64_t>(logits.size()));
+  ApplyEntries(params, counts.entries(), logits);
 }
 
 int32_t Sampler::Sample(std::span<float> logits, std::span<const int32_t> prompt_ids,
                         std::span<const int32_t> generated_ids) {
   CHECK(!logits.empty());
-  ApplyPenalties(params_, logits, prompt_ids, generated_ids);
+  if (penalty_counts_) {
+    penalty_counts_->Update(prompt_ids, generated_ids, static_cast<int64_t>(logits.size()));
+    ApplyEntries(params_, penalty_counts_->entries(), logits);
+  }
   return kernels::cpu::SampleRow(logits, NextRow());
 }
 
@@ -138,8 +123,10 @@ kernels::SamplingRow Sampler::NextRow() {
 
 void Sampler::AppendPenaltyEntries(int32_t row, std::span<const int32_t> prompt_ids,
                                    std::span<const int32_t> generated_ids, int64_t vocab,
-                                   std::vector<kernels::PenaltyEntry>* out) const {
-  AppendEntries(params_, row, prompt_ids, generated_ids, vocab, out);
+                                   std::vector<kernels::PenaltyEntry>* out) {
+  if (!penalty_counts_) return;
+  penalty_counts_->Update(prompt_ids, generated_ids, vocab);
+  penalty_counts_->AppendTo(row, out);
 }
 
 }  // namespace strata::engine

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "common/status.h"
+#include "engine/penalty_counts.h"
 #include "kernels/device.h"
 
 namespace strata::engine {
@@ -74,10 +75,11 @@ class Sampler {
   // The penalties' entries (kernels::ApplyPenaltiesParams) of batch row `row`: one per distinct
   // id in [0, vocab) of prompt_ids and generated_ids, ascending, output_count = its occurrences
   // in generated_ids. Nothing without a penalty; without a repetition penalty, only generated
-  // ids (a prompt-only entry would change nothing). Appends to *out.
+  // ids (a prompt-only entry would change nothing). Appends to *out. The counts are kept from
+  // call to call (PenaltyCounts), so a call that only adds generated ids costs those ids.
   void AppendPenaltyEntries(int32_t row, std::span<const int32_t> prompt_ids,
                             std::span<const int32_t> generated_ids, int64_t vocab,
-                            std::vector<kernels::PenaltyEntry>* out) const;
+                            std::vector<kernels::PenaltyEntry>* out);
 
   // The penalty stage alone, in place on logits [vocab]; exposed so tests can check exact values.
   // Touches only the logits of tokens that occur in prompt_ids / generated_ids.
@@ -96,6 +98,7 @@ class Sampler {
 
   SamplingParams params_;
   std::mt19937_64 rng_;
+  std::optional<PenaltyCounts> penalty_counts_;  // set when a penalty is on
 };
 
 }  // namespace strata::engine
