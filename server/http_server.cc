@@ -86,6 +86,7 @@ std::string HttpErrorBody(int status, std::string_view message) {
 
 void HttpResponder::Send(int status, std::string content_type, std::string body,
                          Headers extra_headers) {
+  if (closed()) return;
   if (auto c = connection_.lock()) {
     c->QueueSend(shared_from_this(), status, std::move(content_type), std::move(body),
                  std::move(extra_headers));
@@ -93,6 +94,7 @@ void HttpResponder::Send(int status, std::string content_type, std::string body,
 }
 
 void HttpResponder::StartStream(int status, std::string content_type, Headers extra_headers) {
+  if (closed()) return;
   if (auto c = connection_.lock()) {
     c->QueueStartStream(shared_from_this(), status, std::move(content_type),
                         std::move(extra_headers));
@@ -100,10 +102,12 @@ void HttpResponder::StartStream(int status, std::string content_type, Headers ex
 }
 
 void HttpResponder::Write(std::string chunk) {
+  if (closed()) return;  // nothing more goes out, and a closed connection is let go
   if (auto c = connection_.lock()) c->QueueWrite(shared_from_this(), std::move(chunk));
 }
 
 void HttpResponder::End() {
+  if (closed()) return;
   if (auto c = connection_.lock()) c->QueueEnd(shared_from_this());
 }
 

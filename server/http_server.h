@@ -69,7 +69,9 @@ class HttpConnection;
 // One exchange's reply. Thread-safe: any thread may call any method (engine output arrives on
 // other threads); every socket operation runs on the connection's strand, in call order per
 // calling thread. Exactly one of Send, or StartStream + Write* + End, completes the exchange;
-// calls out of that order are ignored (and logged).
+// calls out of that order are ignored (and logged). Once the exchange was aborted (closed()),
+// Send/StartStream/Write/End return at once: a producer still running cannot keep the closed
+// connection alive by queueing work on it.
 class HttpResponder : public std::enable_shared_from_this<HttpResponder> {
  public:
   using Headers = std::vector<std::pair<std::string, std::string>>;
