@@ -13,6 +13,7 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <functional>
 #include <future>
 #include <map>
 #include <mutex>
@@ -746,64 +747,63 @@ TEST(HttpServerTest, StopWritesOutAStreamThatAlreadyEnded) {
   stopper.join();
 }
 
+// `rounds` times: a server with 4 open streams and a thread per stream calling
+// call(responder, n) (n counts its calls) until `stop` has stopped or destroyed the server; every
+// stream's OnClose fired.
+void StopWhileOtherThreadsCall(int rounds, const std::function<void(HttpResponder&, int)>& call,
+                               const std::function<void(std::unique_ptr<HttpServer>&)>& stop) {
+  for (int round = 0; round < rounds; ++round) {
+    SCOPED_TRACE(testing::Message() << "round " << round);
+    Captured cap;
+    auto server = StartOrDie({}, cap.Handler(/*stream=*/true));
+    ASSERT_NE(server, nullptr);
+    std::vector<std::unique_ptr<Client>> clients = OpenStreams(*server, cap, 4);
+    ASSERT_EQ(cap.size(), 4u);
+    std::atomic<bool> done{false};
+    std::vector<std::thread> callers;
+    for (int i = 0; i < 4; ++i) {
+      callers.emplace_back([&, r = cap.at(i)] {
+        for (int n = 0; !done.load(); ++n) call(*r, n);
+      });
+    }
+    stop(server);
+    done.store(true);
+    for (auto& t : callers) t.join();
+    EXPECT_EQ(cap.closes.load(), 4);
+  }
+}
+
 // The engine thread reaches a connection through its responder (a weak pointer it locks for the
 // length of one call), so the last reference to a connection can drop on that thread while the
 // server is being destroyed. The server must stay until the connection is wholly gone, sockets
 // and timers included (under ASan a connection outliving the io_context is a use after free; the
 // window is narrow, so this catches it in about half the runs).
 TEST(HttpServerTest, ServerOutlivesAConnectionReleasedOnAnotherThread) {
-  for (int round = 0; round < 200; ++round) {
-    Captured cap;
-    auto server = StartOrDie({}, cap.Handler(/*stream=*/true));
-    ASSERT_NE(server, nullptr);
-    std::vector<std::unique_ptr<Client>> clients = OpenStreams(*server, cap, 4);
-    ASSERT_EQ(cap.size(), 4u);
-    std::atomic<bool> done{false};
-    std::vector<std::thread> holders;
-    for (int i = 0; i < 4; ++i) {
-      holders.emplace_back([&, r = cap.at(i)] {
-        // Each call locks the connection for its length, as the engine's sends do; most only
-        // look (queued_bytes), so the lock is often the only reference taken.
-        for (int i = 0; !done.load(); ++i) {
-          if (i % 64 == 0) {
-            r->Write("x");
-          } else {
-            (void)r->queued_bytes();
-          }
+  // Each call locks the connection for its length, as the engine's sends do; most only look
+  // (queued_bytes), so the lock is often the only reference taken.
+  StopWhileOtherThreadsCall(
+      200,
+      [](HttpResponder& r, int n) {
+        if (n % 64 == 0) {
+          r.Write("x");
+        } else {
+          (void)r.queued_bytes();
         }
-      });
-    }
-    server.reset();
-    done.store(true);
-    for (auto& t : holders) t.join();
-    EXPECT_EQ(cap.closes.load(), 4);
-  }
+      },
+      [](std::unique_ptr<HttpServer>& server) { server.reset(); });
 }
 
 // A producer that keeps writing to a stream the server aborted (an engine still emitting tokens)
 // does not keep the closed connection alive: its writes return at once instead of queueing work
 // on the connection, so Stop() does not wait out its 5 s grace for it.
 TEST(HttpServerTest, AWriterStillRunningDoesNotHoldStopUp) {
-  for (int round = 0; round < 20; ++round) {
-    Captured cap;
-    auto server = StartOrDie({}, cap.Handler(/*stream=*/true));
-    ASSERT_NE(server, nullptr);
-    std::vector<std::unique_ptr<Client>> clients = OpenStreams(*server, cap, 4);
-    ASSERT_EQ(cap.size(), 4u);
-    std::atomic<bool> done{false};
-    std::vector<std::thread> writers;
-    for (int i = 0; i < 4; ++i) {
-      writers.emplace_back([&, r = cap.at(i)] {
-        while (!done.load()) r->Write("data: more\n\n");
+  StopWhileOtherThreadsCall(
+      20, [](HttpResponder& r, int) { r.Write("data: more\n\n"); },
+      [](std::unique_ptr<HttpServer>& server) {
+        const auto start = Clock::now();
+        server->Stop();
+        EXPECT_LT(Clock::now() - start, milliseconds(4000));
       });
-    }
-    const auto start = Clock::now();
-    server->Stop();
-    EXPECT_LT(Clock::now() - start, milliseconds(4000)) << "round " << round;
-    done.store(true);
-    for (auto& t : writers) t.join();
-    EXPECT_EQ(cap.closes.load(), 4);
-  }
 }
 
 // Idle keep-alive connections do not hold Stop() up.
