@@ -33,14 +33,19 @@ bool HasPenalty(const SamplingParams& p) {
          p.frequency_penalty != 0.0f;
 }
 
-// The host's penalty stage: the device kernels' rule (PenalizedLogit) on the logit of each entry
-// PenaltyCounts lists, so both paths touch the same logits the same way.
+// The host's penalty stage: the CPU twin of Device::ApplyPenalties on this one row, so both paths
+// touch the same logits the same way.
 void ApplyEntries(const SamplingParams& params, std::span<const kernels::PenaltyEntry> entries,
                   std::span<float> logits) {
+  if (entries.empty()) return;  // also the only case for an empty logits row (no id in range)
   const kernels::SamplingRow row = RowOf(params);
-  for (const kernels::PenaltyEntry& e : entries) {
-    logits[e.token] = kernels::cpu::PenalizedLogit(logits[e.token], row, e.output_count);
-  }
+  CHECK_OK(kernels::cpu::ApplyPenalties({.logits = logits.data(),
+                                         .rows_params = &row,
+                                         .entries = entries.data(),
+                                         .num_entries = static_cast<int64_t>(entries.size()),
+                                         .rows = 1,
+                                         .cols = static_cast<int64_t>(logits.size())},
+                                        /*threads=*/1));
 }
 
 }  // namespace

@@ -31,14 +31,12 @@ RunnerConfig TestRunnerConfig() {
 class DecodeGraphsTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    auto m = MakeSyntheticModel("tiny", 3);
-    ASSERT_TRUE(m.ok()) << m.status();
-    model_ = std::make_unique<SyntheticModel>(std::move(*m));
-    auto eager_dev = kernels::MakeCpuDevice({});
-    auto graph_dev = kernels::MakeCpuDevice({});
-    ASSERT_TRUE(eager_dev.ok() && graph_dev.ok());
-    eager_ = std::make_unique<Stepper>(*model_, std::move(*eager_dev), TestRunnerConfig());
-    auto replay = std::make_unique<testing::GraphReplayDevice>(std::move(*graph_dev));
+    model_ = TinyRunnerModel();
+    std::unique_ptr<kernels::Device> eager_dev = TestCpuDevice();
+    std::unique_ptr<kernels::Device> graph_dev = TestCpuDevice();
+    ASSERT_TRUE(model_ && eager_dev && graph_dev);
+    eager_ = std::make_unique<Stepper>(*model_, std::move(eager_dev), TestRunnerConfig());
+    auto replay = std::make_unique<testing::GraphReplayDevice>(std::move(graph_dev));
     replay_ = replay.get();
     graphs_ = std::make_unique<Stepper>(*model_, std::move(replay), TestRunnerConfig());
   }
@@ -142,30 +140,16 @@ TEST_F(DecodeGraphsTest, PaddingRowsWriteOnlyThePaddingPage) {
 }
 
 TEST(DecodeGraphsConfigTest, GraphsOffOrUnsupportedMeansNoPaddingPageAndNoGraphSteps) {
-  auto m = MakeSyntheticModel("tiny", 3);
-  ASSERT_TRUE(m.ok());
-  auto dev = kernels::MakeCpuDevice({});
-  ASSERT_TRUE(dev.ok());
-  testing::GraphReplayDevice replay(std::move(*dev));
+  std::unique_ptr<SyntheticModel> m = TinyRunnerModel();
+  std::unique_ptr<kernels::Device> dev = TestCpuDevice();
+  ASSERT_TRUE(m && dev);
+  auto owned = std::make_unique<testing::GraphReplayDevice>(std::move(dev));
+  testing::GraphReplayDevice& replay = *owned;
   RunnerConfig rc = TestRunnerConfig();
   rc.decode_graphs = false;
-  auto r = ModelRunner::Create(&replay, m->config, m->weights, rc);
-  ASSERT_TRUE(r.ok()) << r.status();
-  std::vector<int32_t> ids = {3}, pos = {0}, qs = {0, 1}, ctx = {1}, rows = {0};
-  std::vector<int32_t> tables(m->config.num_layers, 0);
-  std::vector<int64_t> slots(m->config.num_layers, 0);
-  std::vector<float> logits(m->config.vocab_size);
-  BatchInput b;
-  b.token_ids = ids;
-  b.positions = pos;
-  b.query_start = qs;
-  b.context_lens = ctx;
-  b.max_blocks_per_seq = 1;
-  b.block_tables = tables;
-  b.slots = slots;
-  b.logit_rows = rows;
-  ASSERT_TRUE((*r)->Forward(b, logits).ok());
-  EXPECT_EQ((*r)->num_graph_steps(), 0);
+  Stepper stepper(*m, std::move(owned), rc);
+  stepper.Step({0}, {{3}});  // one token for one sequence: a graph step were graphs on
+  EXPECT_EQ(stepper.runner().num_graph_steps(), 0);
   EXPECT_EQ(replay.captures() + replay.replays(), 0);
 }
 

@@ -51,16 +51,6 @@ class DeviceSamplingEngineTest : public ::testing::Test {
     model_ = SharedModel();
     if (model_ == nullptr) GTEST_SKIP() << kStoriesDir << " is absent";
   }
-  static EngineConfig Config() {
-    EngineConfig c;
-    c.backend = "cpu";
-    c.threads = 2;
-    c.block_size = 4;
-    c.max_model_len = 160;
-    c.scheduler.max_batch_tokens = 64;
-    c.scheduler.max_num_seqs = 16;
-    return c;
-  }
   RequestOptions Request(const Case& c, int32_t logprobs) const {
     RequestOptions o = Greedy(prompt_, kTokens);
     o.sampling = c.params;
@@ -75,7 +65,7 @@ class DeviceSamplingEngineTest : public ::testing::Test {
 };
 
 TEST_F(DeviceSamplingEngineTest, DeviceHostAndGeneratorDrawTheSameTokens) {
-  auto engine = Engine::Create(*model_, Config());
+  auto engine = Engine::Create(*model_, SmallEngineConfig());
   ASSERT_TRUE(engine.ok()) << engine.status();
   auto runtime = LocalRuntime::Create(
       *model_, RuntimeConfig{.backend = "cpu", .threads = 2, .block_size = 4,
@@ -100,7 +90,7 @@ TEST_F(DeviceSamplingEngineTest, DeviceHostAndGeneratorDrawTheSameTokens) {
 }
 
 TEST_F(DeviceSamplingEngineTest, BatchedRowsDrawWhatTheyDrawAlone) {
-  auto engine = Engine::Create(*model_, Config());
+  auto engine = Engine::Create(*model_, SmallEngineConfig());
   ASSERT_TRUE(engine.ok()) << engine.status();
   std::vector<Output> solo;
   for (const Case& c : Cases()) solo.push_back(RunOne(**engine, Request(c, -1)));

@@ -54,20 +54,10 @@ std::unique_ptr<Model> LoadOrSkip(const std::string& spec) {
   return model.ok() ? std::move(*model) : nullptr;
 }
 
-EngineConfig SmallConfig() {
-  EngineConfig c;
-  c.backend = "cpu";
-  c.block_size = 4;
-  c.max_model_len = 128;
-  c.scheduler.max_batch_tokens = 96;  // forces chunked prefill next to decodes
-  c.scheduler.max_num_seqs = 32;
-  return c;
-}
-
 void ExpectBatchInvariance(const std::string& spec) {
   auto model = LoadOrSkip(spec);
   if (!model) GTEST_SKIP() << spec << " is absent";
-  auto engine = Engine::Create(*model, SmallConfig());
+  auto engine = Engine::Create(*model, SmallEngineConfig());
   ASSERT_TRUE(engine.ok()) << engine.status();
   std::vector<RequestOptions> requests;
   auto prompts = VariedPrompts(32, static_cast<int32_t>(model->config.vocab_size), 7);
@@ -87,7 +77,7 @@ TEST(EngineTest, BatchInvarianceSyntheticTiny) { ExpectBatchInvariance("syntheti
 TEST(EngineTest, MatchesTheGoldenReferenceWhileBatched) {
   auto model = LoadOrSkip(kModelDir);
   if (!model) GTEST_SKIP() << kModelDir << " is absent";
-  auto engine = Engine::Create(*model, SmallConfig());
+  auto engine = Engine::Create(*model, SmallEngineConfig());
   ASSERT_TRUE(engine.ok());
   // The first reference prompt: ", there was a little girl named Lily..." (reference.json).
   std::vector<int32_t> prompt = {1, 403, 407, 261, 378};
@@ -99,7 +89,7 @@ TEST(EngineTest, MatchesTheGoldenReferenceWhileBatched) {
 
 TEST(EngineTest, PrefixReuseReportsCachedTokensAndKeepsOutput) {
   auto model = LoadOrSkip("synthetic:tiny");
-  auto engine = Engine::Create(*model, SmallConfig());
+  auto engine = Engine::Create(*model, SmallEngineConfig());
   ASSERT_TRUE(engine.ok());
   std::vector<int32_t> shared = VariedPrompts(1, 512, 3)[0];
   shared.resize(18);  // 4 full blocks of 4 + 2
@@ -118,7 +108,7 @@ TEST(EngineTest, PrefixReuseReportsCachedTokensAndKeepsOutput) {
   EXPECT_EQ(other.num_cached_tokens, 0);
   EXPECT_EQ(other.tokens, first.tokens);
   // Without prefix caching the output is the same and nothing is reported cached.
-  EngineConfig off = SmallConfig();
+  EngineConfig off = SmallEngineConfig();
   off.enable_prefix_caching = false;
   auto plain = Engine::Create(*model, off);
   ASSERT_TRUE(plain.ok());
@@ -129,7 +119,7 @@ TEST(EngineTest, PrefixReuseReportsCachedTokensAndKeepsOutput) {
 
 TEST(EngineTest, PreemptionUnderATinyKvBudgetKeepsEveryOutput) {
   auto model = LoadOrSkip("synthetic:tiny");
-  EngineConfig c = SmallConfig();
+  EngineConfig c = SmallEngineConfig();
   c.max_model_len = 64;
   c.num_kv_pages = 16 * 4 * 3;  // three full-length sequences of 4 layers
   auto engine = Engine::Create(*model, c);
@@ -151,7 +141,7 @@ TEST(EngineTest, PreemptionUnderATinyKvBudgetKeepsEveryOutput) {
 
 TEST(EngineTest, CancelFreesTheRequestAndOthersFinish) {
   auto model = LoadOrSkip("synthetic:tiny");
-  auto engine = Engine::Create(*model, SmallConfig());
+  auto engine = Engine::Create(*model, SmallEngineConfig());
   ASSERT_TRUE(engine.ok());
   auto victim = *(*engine)->Submit(Greedy({1, 2, 3}, 100));
   auto other = *(*engine)->Submit(Greedy({1, 5, 6}, 20));
@@ -168,7 +158,7 @@ TEST(EngineTest, CancelFreesTheRequestAndOthersFinish) {
 
 TEST(EngineTest, BadSubmissionsAreRejectedAndQueueNothing) {
   auto model = LoadOrSkip("synthetic:tiny");
-  auto engine = Engine::Create(*model, SmallConfig());
+  auto engine = Engine::Create(*model, SmallEngineConfig());
   ASSERT_TRUE(engine.ok());
   EXPECT_EQ((*engine)->Submit(Greedy({}, 4)).status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ((*engine)->Submit(Greedy({1, 512}, 4)).status().code(),
@@ -183,7 +173,7 @@ TEST(EngineTest, BadSubmissionsAreRejectedAndQueueNothing) {
 
 TEST(EngineTest, StopTokenEndsWithStop) {
   auto model = LoadOrSkip("synthetic:tiny");
-  auto engine = Engine::Create(*model, SmallConfig());
+  auto engine = Engine::Create(*model, SmallEngineConfig());
   ASSERT_TRUE(engine.ok());
   Output free_run = Drain(*(*engine)->Submit(Greedy({1, 9, 9}, 10))->channel);
   RequestOptions o = Greedy({1, 9, 9}, 10);
@@ -205,7 +195,7 @@ namespace {
 TEST(EngineTest, ParallelCompletionsShareThePromptAndMatchSoloRuns) {
   auto model = LoadOrSkip("synthetic:tiny");
   for (bool caching : {true, false}) {
-    EngineConfig c = SmallConfig();
+    EngineConfig c = SmallEngineConfig();
     c.enable_prefix_caching = caching;
     auto engine = Engine::Create(*model, c);
     ASSERT_TRUE(engine.ok());

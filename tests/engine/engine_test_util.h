@@ -26,6 +26,19 @@ inline RequestOptions Greedy(std::vector<int32_t> prompt, int64_t max_tokens) {
   return o;
 }
 
+// A small engine on `backend` (2 kernel threads): 4-token pages, 128-token sequences, up to 32
+// of them, and a 96-token step budget that forces chunked prefill next to decodes.
+inline EngineConfig SmallEngineConfig(const std::string& backend = "cpu") {
+  EngineConfig c;
+  c.backend = backend;
+  c.threads = 2;
+  c.block_size = 4;
+  c.max_model_len = 128;
+  c.scheduler.max_batch_tokens = 96;
+  c.scheduler.max_num_seqs = 32;
+  return c;
+}
+
 inline const std::string kStoriesDir = STRATA_SOURCE_DIR "/../shared/models/stories260k";
 
 // stories260K, loaded once per test binary; null (and the test skips) when it is absent.

@@ -8,6 +8,7 @@
 #include "engine/model_runner.h"
 #include "engine/synthetic.h"
 #include "tests/engine/graph_replay_device.h"
+#include "tests/engine/runner_stepper.h"
 
 namespace strata::engine {
 namespace {
@@ -15,12 +16,10 @@ namespace {
 class KvFitTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    auto m = MakeSyntheticModel("tiny", 3);
-    ASSERT_TRUE(m.ok()) << m.status();
-    model_ = std::make_unique<SyntheticModel>(std::move(*m));
-    auto dev = kernels::MakeCpuDevice({});
-    ASSERT_TRUE(dev.ok());
-    device_ = std::make_unique<testing::GraphReplayDevice>(std::move(*dev));
+    model_ = TinyRunnerModel();
+    std::unique_ptr<kernels::Device> dev = TestCpuDevice();
+    ASSERT_TRUE(model_ && dev);
+    device_ = std::make_unique<testing::GraphReplayDevice>(std::move(dev));
     layout_ = kvcache::KvLayout{.num_layers = static_cast<int32_t>(model_->config.num_layers),
                                 .num_kv_heads = static_cast<int32_t>(model_->config.num_kv_heads),
                                 .head_dim = static_cast<int32_t>(model_->config.head_dim),

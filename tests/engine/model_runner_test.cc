@@ -15,14 +15,12 @@ namespace {
 class ModelRunnerTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    auto m = MakeSyntheticModel("tiny", 3);
-    ASSERT_TRUE(m.ok()) << m.status();
-    model_ = std::make_unique<SyntheticModel>(std::move(*m));
-    auto dev = kernels::MakeCpuDevice({});
-    ASSERT_TRUE(dev.ok());
+    model_ = TinyRunnerModel();
+    std::unique_ptr<kernels::Device> dev = TestCpuDevice();
+    ASSERT_TRUE(model_ && dev);
     RunnerConfig rc{.max_batch_tokens = 64, .max_num_seqs = 4, .max_logit_rows = 8,
                     .num_kv_pages = 64, .block_size = 4, .max_model_len = 64, .extra_pools = {}};
-    stepper_ = std::make_unique<Stepper>(*model_, std::move(*dev), rc);
+    stepper_ = std::make_unique<Stepper>(*model_, std::move(dev), rc);
     runner_ = &stepper_->runner();
   }
 

@@ -17,6 +17,21 @@
 
 namespace strata::engine {
 
+// synthetic:tiny with seed 3, the model the runner tests share; null (and a failure) if it cannot
+// be made.
+inline std::unique_ptr<SyntheticModel> TinyRunnerModel() {
+  auto m = MakeSyntheticModel("tiny", 3);
+  EXPECT_TRUE(m.ok()) << m.status();
+  return m.ok() ? std::make_unique<SyntheticModel>(std::move(*m)) : nullptr;
+}
+
+// A CPU device with the default options; null (and a failure) if it cannot be made.
+inline std::unique_ptr<kernels::Device> TestCpuDevice() {
+  auto dev = kernels::MakeCpuDevice({});
+  EXPECT_TRUE(dev.ok()) << dev.status();
+  return dev.ok() ? std::move(*dev) : nullptr;
+}
+
 // One runner and the KV of its sequences; steps are described by which sequences take part and
 // which tokens they add.
 class Stepper {

@@ -148,23 +148,11 @@ TEST_F(EngineCudaTest, Top5LogitsMatchTheReference) {
   EXPECT_GE(checked, 8 * 4);
 }
 
-// engine_test.cc's SmallConfig on `backend`: small pages, chunked prefill next to decodes.
-EngineConfig SmallConfig(const std::string& backend) {
-  EngineConfig c;
-  c.backend = backend;
-  c.threads = 2;
-  c.block_size = 4;
-  c.max_model_len = 128;
-  c.scheduler.max_batch_tokens = 96;
-  c.scheduler.max_num_seqs = 32;
-  return c;
-}
-
 // Every reference prompt at once through the continuous-batching engine.
 TEST_F(EngineCudaTest, BatchedEngineMatchesTheReference) {
   const Json ref = LoadReference();
   ASSERT_TRUE(ref.contains("prompts"));
-  auto engine = MakeEngine(*model_, SmallConfig("cuda"));
+  auto engine = MakeEngine(*model_, SmallEngineConfig("cuda"));
   ASSERT_NE(engine, nullptr);
   std::vector<Engine::Submission> subs;
   for (const Json& p : ref["prompts"]) {
@@ -210,8 +198,8 @@ std::vector<Output> RunTogether(Engine& engine, const std::vector<RequestOptions
 }
 
 TEST_F(EngineCudaTest, BatchInvarianceAndEqualToTheCpu) {
-  auto cuda = MakeEngine(*model_, SmallConfig("cuda"));
-  auto cpu = MakeEngine(*model_, SmallConfig("cpu"));
+  auto cuda = MakeEngine(*model_, SmallEngineConfig("cuda"));
+  auto cpu = MakeEngine(*model_, SmallEngineConfig("cpu"));
   ASSERT_TRUE(cuda && cpu);
   const std::vector<RequestOptions> requests = VariedRequests();
   const std::vector<Output> solo = RunEach(*cuda, requests);
@@ -230,9 +218,9 @@ TEST_F(EngineCudaTest, BatchInvarianceAndEqualToTheCpu) {
 // Decode steps replayed as CUDA graphs (padded to bucket shapes) give exactly the tokens of
 // eager launches, for a batch whose size changes every few steps.
 TEST_F(EngineCudaTest, DecodeGraphsGiveTheEagerTokens) {
-  EngineConfig eager_config = SmallConfig("cuda");
+  EngineConfig eager_config = SmallEngineConfig("cuda");
   eager_config.cuda_graphs = false;
-  auto graphs = MakeEngine(*model_, SmallConfig("cuda"));
+  auto graphs = MakeEngine(*model_, SmallEngineConfig("cuda"));
   auto eager = MakeEngine(*model_, eager_config);
   ASSERT_TRUE(graphs && eager);
   const std::vector<RequestOptions> requests = VariedRequests();
@@ -250,8 +238,8 @@ TEST_F(EngineCudaTest, DecodeGraphsGiveTheEagerTokens) {
 // The same sequence of requests on `backend`: a prompt, a longer one sharing its blocks, the
 // first again, the first under another cache_salt, and the longer one with caching off.
 std::vector<Output> PrefixReuseOutputs(const Model& model, const std::string& backend) {
-  auto engine = MakeEngine(model, SmallConfig(backend));
-  EngineConfig off_config = SmallConfig(backend);
+  auto engine = MakeEngine(model, SmallEngineConfig(backend));
+  EngineConfig off_config = SmallEngineConfig(backend);
   off_config.enable_prefix_caching = false;
   auto off = MakeEngine(model, off_config);
   if (!engine || !off) return {};
