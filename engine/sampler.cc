@@ -33,10 +33,19 @@ bool HasPenalty(const SamplingParams& p) {
          p.frequency_penalty != 0.0f;
 }
 
-// The host's penalty stage: the CPU twin of Device::ApplyPenalties on this one row, so both paths
-// touch the same logits the same way.
-void ApplyEntries(const SamplingParams& params, std::span<const kernels::PenaltyEntry> entries,
-                  std::span<float> logits) {
+// The counts `p`'s penalties read (prompt ids only for a repetition penalty); none without one.
+std::optional<PenaltyCounts> CountsFor(const SamplingParams& p) {
+  if (!HasPenalty(p)) return std::nullopt;
+  return PenaltyCounts(/*with_prompt=*/p.repetition_penalty != 1.0f);
+}
+
+// The host's penalty stage: brings `counts` to the request's ids, then applies its entries with
+// the CPU twin of Device::ApplyPenalties on this one row, so both paths touch the same logits
+// the same way.
+void ApplyCounted(const SamplingParams& params, PenaltyCounts& counts, std::span<float> logits,
+                  std::span<const int32_t> prompt_ids, std::span<const int32_t> generated_ids) {
+  counts.Update(prompt_ids, generated_ids, static_cast<int64_t>(logits.size()));
+  const std::span<const kernels::PenaltyEntry> entries = counts.entries();
   if (entries.empty()) return;  // also the only case for an empty logits row (no id in range)
   const kernels::SamplingRow row = RowOf(params);
   CHECK_OK(kernels::cpu::ApplyPenalties({.logits = logits.data(),
@@ -80,10 +89,8 @@ bool SamplingParams::IsPlainArgmax() const {
   return IsGreedy() && !HasPenalty(*this);
 }
 
-Sampler::Sampler(const SamplingParams& params) : params_(params) {
-  if (HasPenalty(params)) {
-    penalty_counts_.emplace(/*with_prompt=*/params.repetition_penalty != 1.0f);
-  }
+Sampler::Sampler(const SamplingParams& params)
+    : params_(params), penalty_counts_(CountsFor(params)) {
   uint64_t seed = 0;
   if (params.seed.has_value()) {
     seed = *params.seed;
@@ -104,19 +111,14 @@ int32_t Sampler::Argmax(std::span<const float> logits) {
 void Sampler::ApplyPenalties(const SamplingParams& params, std::span<float> logits,
                              std::span<const int32_t> prompt_ids,
                              std::span<const int32_t> generated_ids) {
-  if (!HasPenalty(params)) return;
-  PenaltyCounts counts(/*with_prompt=*/params.repetition_penalty != 1.0f);
-  counts.Update(prompt_ids, generated_ids, static_cast<int64_t>(logits.size()));
-  ApplyEntries(params, counts.entries(), logits);
+  std::optional<PenaltyCounts> counts = CountsFor(params);
+  if (counts) ApplyCounted(params, *counts, logits, prompt_ids, generated_ids);
 }
 
 int32_t Sampler::Sample(std::span<float> logits, std::span<const int32_t> prompt_ids,
                         std::span<const int32_t> generated_ids) {
   CHECK(!logits.empty());
-  if (penalty_counts_) {
-    penalty_counts_->Update(prompt_ids, generated_ids, static_cast<int64_t>(logits.size()));
-    ApplyEntries(params_, penalty_counts_->entries(), logits);
-  }
+  if (penalty_counts_) ApplyCounted(params_, *penalty_counts_, logits, prompt_ids, generated_ids);
   return kernels::cpu::SampleRow(logits, NextRow());
 }
 
